@@ -1,0 +1,395 @@
+"""The pool backends: where tasks run, and how what they report gets back (Qt-free).
+
+``ProcessBackend`` runs chunks of pickled tasks on a spawn ``ProcessPoolExecutor``;
+``ThreadBackend`` runs I/O tasks on a thread pool. Both report by calling ``post`` with
+plain tuples, from any thread; the Qt bridge turns those into signals on the GUI thread.
+
+Data flow of the process backend (one *generation* is one executor and its channel)::
+
+    GUI thread                     executor                    worker process
+    ----------                     --------                    --------------
+    submit(chunk) ---------------> call queue ---------------> run_chunk(items)
+                                                                  |  started / progress /
+    post(("event", gen, ev)) <---- reader thread <--- channel <---+  output / done events
+    post(("chunk_done", ...)) <--- future done callback (executor's manager thread)
+    post(("gen_closed", ...)) <--- retire thread, once a broken or retired generation's
+                                   workers have all exited and its channel is drained
+
+When a worker dies, the executor breaks; the generation is retired and the next chunk
+goes to a fresh generation, so a crash never stops the manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.sharedctypes
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import cloudpickle
+
+from . import worker
+
+Post = Callable[[tuple[Any, ...]], None]
+
+#: Generation number that I/O tasks report under.
+IO_GENERATION = 0
+
+_CANCEL_SLOTS = 256
+
+
+# --------------------------------------------------------------------------- spawn
+_main_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Hide ``__main__`` while a worker is spawned, so the worker never runs the main script.
+
+    Tasks defined in ``__main__`` travel by value (cloudpickle), so workers do not need it.
+    """
+    with _main_lock:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        with _main_module_hidden():
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnProcess  # type: ignore[assignment]
+
+
+SPAWN = _SpawnContext()
+
+
+class _Executor(ProcessPoolExecutor):
+    """A ProcessPoolExecutor that always replaces a worker that exited at its task limit.
+
+    CPython gh-115634 (3.11 up to recent 3.13/3.14 releases): the replacement path asks an
+    idle-worker semaphore that can hold stale tokens, so no replacement is spawned and the
+    queued work stalls. The manager thread is the only caller of the replacement path.
+    """
+
+    def _adjust_process_count(self) -> None:
+        manager = getattr(self, "_executor_manager_thread", None)
+        if threading.current_thread() is manager:
+            processes = self._processes  # type: ignore[attr-defined]
+            if processes is not None and len(processes) < self._max_workers:  # type: ignore[attr-defined]
+                self._spawn_process()  # type: ignore[attr-defined]
+            return
+        super()._adjust_process_count()  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- generations
+class _Generation:
+    """One executor, its event channel and the thread that reads the channel."""
+
+    def __init__(
+        self,
+        number: int,
+        backend: ProcessBackend,
+    ) -> None:
+        self.number = number
+        self.backend = backend
+        self.channel = SPAWN.SimpleQueue()
+        self.executor = _Executor(
+            max_workers=backend.max_workers,
+            mp_context=SPAWN,
+            initializer=worker.init_worker,
+            initargs=(self.channel, backend.cancel_flags, os.getpid(), backend.nice),
+            max_tasks_per_child=backend.max_tasks_per_child,
+        )
+        self.processes: dict[int, Any] = self.executor._processes  # type: ignore[attr-defined]
+        self.in_flight = 0
+        self.retiring = False
+        self.reader = threading.Thread(
+            target=self._read, name=f"mosaic-parallel-reader-{number}", daemon=True
+        )
+        self.reader.start()
+
+    def _read(self) -> None:
+        post = self.backend.post
+        while True:
+            try:
+                event = self.channel.get()
+            except (EOFError, OSError):
+                break
+            except Exception:  # a message cut short by a killed worker
+                continue
+            if event[0] == "done" and event[2] == "ok":
+                event = _unpickle_result(event)
+            post(("event", self.number, event))
+        exitcodes = {pid: p.exitcode for pid, p in list(self.processes.items())}
+        post(("gen_closed", self.number, exitcodes))
+
+    def retire(self, kill: bool) -> threading.Thread:
+        """Stop this generation in the background; ``gen_closed`` is posted at the end."""
+        self.retiring = True
+        if kill:
+            self.kill_all()
+        thread = threading.Thread(
+            target=self._close, name=f"mosaic-parallel-retire-{self.number}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def kill_all(self) -> None:
+        for p in list(self.processes.values()):
+            with contextlib.suppress(Exception):
+                p.kill()
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        for p in list(self.processes.values()):
+            with contextlib.suppress(Exception):
+                p.join(5)
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
+        # Every writer is gone: closing ours lets the reader drain the rest and see EOF.
+        with contextlib.suppress(Exception):
+            self.channel._writer.close()
+        self.reader.join()
+        with contextlib.suppress(Exception):
+            self.channel.close()
+
+    def pids(self) -> list[int]:
+        return list(self.processes)
+
+
+def _unpickle_result(event: worker.Event) -> worker.Event:
+    """Rebuild a result on the reader thread, so that the GUI thread never unpickles."""
+    _, serial, _, data, warnings, seconds = event
+    try:
+        return ("done", serial, "ok", cloudpickle.loads(data), warnings, seconds)
+    except Exception as exc:
+        message = (
+            "the result could not be rebuilt in the GUI process: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        return ("done", serial, "error", message, warnings, seconds)
+
+
+class ProcessBackend:
+    """Runs task chunks in spawn worker processes, replacing a broken pool transparently.
+
+    Parameters
+    ----------
+    max_workers
+        Worker processes per generation.
+    post
+        Called from any thread with ``("event", gen, event)``, ``("chunk_done", gen,
+        serials, error)`` and ``("gen_closed", gen, {pid: exitcode})``.
+    max_tasks_per_child
+        Replace a worker after this many chunks (``None``: never).
+    nice
+        Added to the workers' scheduling niceness (0 leaves it as it is).
+    """
+
+    def __init__(
+        self,
+        max_workers: int,
+        post: Post,
+        *,
+        max_tasks_per_child: int | None = None,
+        nice: int = 0,
+    ) -> None:
+        self.max_workers = max_workers
+        self.post = post
+        self.max_tasks_per_child = max_tasks_per_child
+        self.nice = nice
+        self.cancel_flags = multiprocessing.sharedctypes.RawArray("q", _CANCEL_SLOTS)
+        self._cancel_next = 0
+        self._lock = threading.Lock()
+        self._current: _Generation | None = None
+        self._generations: dict[int, _Generation] = {}
+        self._next_number = IO_GENERATION + 1
+        self._closed = False
+
+    # capacity ---------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        """Chunks that may be in flight in the current generation at once."""
+        return 2 * self.max_workers
+
+    def in_flight(self) -> int:
+        gen = self._current
+        return gen.in_flight if gen is not None and not gen.retiring else 0
+
+    # generations ------------------------------------------------------------
+    def _generation(self) -> _Generation:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the process backend has been shut down")
+            gen = self._current
+            if gen is None or gen.retiring:
+                gen = _Generation(self._next_number, self)
+                self._next_number += 1
+                self._generations[gen.number] = gen
+                self._current = gen
+            return gen
+
+    def start(self) -> int:
+        """Start a generation's workers ahead of the first task; returns its number."""
+        gen = self._generation()
+        for _ in range(self.max_workers):
+            self._submit_to(gen, [])
+        return gen.number
+
+    def submit(self, items: Sequence[tuple[int, bytes]]) -> int:
+        """Send a chunk of ``(serial, payload)`` to a worker; returns the generation number."""
+        for _ in range(3):
+            gen = self._generation()
+            if self._submit_to(gen, list(items)):
+                return gen.number
+        raise RuntimeError("could not start worker processes")
+
+    def _submit_to(self, gen: _Generation, items: list[tuple[int, bytes]]) -> bool:
+        try:
+            future = gen.executor.submit(worker.run_chunk, items)
+        except (BrokenProcessPool, RuntimeError):
+            self._break(gen)
+            return False
+        with self._lock:
+            gen.in_flight += 1
+        serials = [serial for serial, _ in items]
+        future.add_done_callback(lambda f: self._chunk_done(gen, serials, f))
+        return True
+
+    def _chunk_done(self, gen: _Generation, serials: list[int], future: Future[Any]) -> None:
+        with self._lock:
+            gen.in_flight -= 1
+        error: BaseException | None = None
+        if future.cancelled():
+            error = RuntimeError("cancelled")
+        else:
+            error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            # The executor terminates the other workers itself (SIGTERM), which tells
+            # them apart from the one that died first.
+            self._break(gen)
+        if serials:
+            self.post(("chunk_done", gen.number, serials, error))
+
+    def _break(self, gen: _Generation) -> None:
+        with self._lock:
+            if gen.retiring:
+                return
+            if self._current is gen:
+                self._current = None
+        gen.retire(kill=False)
+
+    def retire_current(self) -> None:
+        """Let the current generation finish its chunks and close; new chunks get a new one."""
+        with self._lock:
+            gen, self._current = self._current, None
+        if gen is not None and not gen.retiring:
+            gen.retire(kill=False)
+
+    def forget(self, number: int) -> None:
+        self._generations.pop(number, None)
+
+    # cancellation -----------------------------------------------------------
+    def request_cancel(self, serial: int) -> None:
+        """Ask the task ``serial`` to stop at its next ``report_progress`` (or not to start)."""
+        with self._lock:
+            self.cancel_flags[self._cancel_next % _CANCEL_SLOTS] = serial
+            self._cancel_next += 1
+
+    def kill_worker(self, number: int, pid: int) -> bool:
+        """Kill one worker of generation ``number``; the generation then breaks and closes."""
+        gen = self._generations.get(number)
+        proc = gen.processes.get(pid) if gen is not None else None
+        if proc is None:
+            return False
+        with contextlib.suppress(Exception):
+            proc.kill()
+        return True
+
+    def worker_pids(self) -> list[int]:
+        return [pid for gen in list(self._generations.values()) for pid in gen.pids()]
+
+    # shutdown ---------------------------------------------------------------
+    def shutdown(self, wait: bool = True) -> None:
+        """Kill every worker; with ``wait``, return once they have all exited."""
+        with self._lock:
+            self._closed = True
+            self._current = None
+            generations = list(self._generations.values())
+        threads = [gen.retire(kill=True) for gen in generations if not gen.retiring]
+        for gen in generations:
+            gen.kill_all()
+        if wait:
+            for thread in threads:
+                thread.join(10)
+            for gen in generations:
+                for p in list(gen.processes.values()):
+                    with contextlib.suppress(Exception):
+                        p.join(5)
+
+
+class ThreadBackend:
+    """Runs I/O tasks on a thread pool in this process, reporting through ``post``."""
+
+    def __init__(self, max_workers: int, post: Post) -> None:
+        self.post = post
+        self.max_workers = max_workers
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="mosaic-parallel-io")
+        self._cancelled: set[int] = set()
+
+    @property
+    def capacity(self) -> int:
+        return self.max_workers
+
+    def submit(
+        self, serial: int, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        return self._executor.submit(self._run, serial, func, args, kwargs)
+
+    def request_cancel(self, serial: int) -> None:
+        self._cancelled.add(serial)
+
+    def _send(self, event: worker.Event) -> None:
+        self.post(("event", IO_GENERATION, event))
+
+    def _run(
+        self, serial: int, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        if serial in self._cancelled:
+            self._cancelled.discard(serial)
+            self._send(("done", serial, "cancelled", None, [], 0.0))
+            return
+        self._send(("started", serial, os.getpid()))
+        context = worker._TaskContext(serial, self._send, self._cancelled.__contains__)
+        worker._local.context = context
+        try:
+            done = worker.run_task(
+                serial, lambda: (func, args, kwargs), context, pickle_result=False,
+                capture_warnings=False,
+            )
+        finally:
+            worker._local.context = None
+            self._cancelled.discard(serial)
+        self._send(done)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)

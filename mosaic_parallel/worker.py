@@ -1,0 +1,377 @@
+"""The worker side: what runs a task and reports on it, inside a pool process or an I/O thread.
+
+This module never imports Qt. It sends plain tuples (see ``Event`` below) to whoever
+started the worker, and offers :func:`report_progress` to the task's own code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cloudpickle
+
+__all__ = [
+    "TaskCancelled",
+    "report_progress",
+    "OUTPUT_TAIL_CHARS",
+]
+
+#: Events a task sends to its manager, as plain tuples (picklable, Qt-free):
+#:
+#: ``("started", serial, pid)``
+#: ``("progress", serial, fraction_or_None, current, total, message_or_None)``
+#: ``("output", serial, stream, text)``           stream is "stdout" or "stderr"
+#: ``("done", serial, kind, data, warnings, seconds)``
+#:     kind "ok": data is the result (pickled bytes in a process, the object in a thread);
+#:     kind "error": data is the error text; kind "cancelled": data is None.
+Event = tuple[Any, ...]
+Send = Callable[[Event], None]
+
+#: Environment variables that cap BLAS and OpenMP thread pools in a worker.
+THREAD_LIMIT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+)
+
+#: How much output a worker buffers per stream between two flushes; older text is dropped.
+OUTPUT_TAIL_CHARS = 1_000_000
+_OUTPUT_FLUSH_CHARS = 64 * 1024
+_FLUSH_INTERVAL = 0.05  # seconds between two progress or output messages of one task
+_CANCEL_CHECK_INTERVAL = 0.02
+
+
+class TaskCancelled(BaseException):
+    """Raised inside a task by :func:`report_progress` once the task has been cancelled.
+
+    It derives from ``BaseException`` so that a task's own ``except Exception`` does not
+    swallow it. A task may catch it to clean up, but should re-raise it.
+    """
+
+
+class _TaskContext:
+    """What a running task needs to report: its serial, a sender and a cancellation check."""
+
+    def __init__(self, serial: int, send: Send, cancelled: Callable[[int], bool]) -> None:
+        self.serial = serial
+        self._send = send
+        self._cancelled = cancelled
+        self._lock = threading.Lock()
+        self._last_sent = 0.0
+        self._last_check = 0.0
+        self._pending_progress: tuple[float, int, int] | None = None
+        self._output: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._output_size: dict[str, int] = {"stdout": 0, "stderr": 0}
+        self._dropped: dict[str, int] = {"stdout": 0, "stderr": 0}
+
+    # progress ---------------------------------------------------------------
+    def progress(
+        self, fraction: float | None, message: str | None, current: int, total: int
+    ) -> None:
+        now = time.monotonic()
+        if now - self._last_check >= _CANCEL_CHECK_INTERVAL:
+            self._last_check = now
+            if self._cancelled(self.serial):
+                raise TaskCancelled(f"task {self.serial} was cancelled")
+        with self._lock:
+            if message is not None:
+                # A new message goes out at once, with whatever progress is pending.
+                if fraction is not None:
+                    self._pending_progress = (fraction, current, total)
+                self._flush_progress_locked(message)
+                return
+            if fraction is None:
+                return
+            self._pending_progress = (fraction, current, total)
+            if now - self._last_sent >= _FLUSH_INTERVAL or (total > 0 and current >= total):
+                self._flush_progress_locked(None)
+
+    def _flush_progress_locked(self, message: str | None) -> None:
+        pending = self._pending_progress
+        self._pending_progress = None
+        if pending is None and message is None:
+            return
+        fraction, current, total = pending if pending is not None else (None, 0, 0)
+        self._last_sent = time.monotonic()
+        self._send(("progress", self.serial, fraction, current, total, message))
+
+    # output -----------------------------------------------------------------
+    def write(self, stream: str, text: str) -> None:
+        with self._lock:
+            self._output[stream].append(text)
+            self._output_size[stream] += len(text)
+            if self._output_size[stream] > OUTPUT_TAIL_CHARS:
+                joined = "".join(self._output[stream])
+                self._dropped[stream] += len(joined) - OUTPUT_TAIL_CHARS
+                self._output[stream] = [joined[-OUTPUT_TAIL_CHARS:]]
+                self._output_size[stream] = OUTPUT_TAIL_CHARS
+            if self._output_size[stream] >= _OUTPUT_FLUSH_CHARS:
+                self._flush_output_locked(stream)
+
+    def _flush_output_locked(self, stream: str) -> None:
+        if not self._output_size[stream]:
+            return
+        text = "".join(self._output[stream])
+        if self._dropped[stream]:
+            text = f"[... {self._dropped[stream]} characters dropped ...]\n" + text
+            self._dropped[stream] = 0
+        self._output[stream] = []
+        self._output_size[stream] = 0
+        self._send(("output", self.serial, stream, text))
+
+    def flush(self) -> None:
+        """Send whatever progress and output is pending."""
+        with self._lock:
+            self._flush_progress_locked(None)
+            self._flush_output_locked("stdout")
+            self._flush_output_locked("stderr")
+
+
+class _CapturedStream(io.TextIOBase):
+    """A text stream that hands what is written to the current task's context."""
+
+    def __init__(self, name: str, fallback: Any) -> None:
+        self._name = name
+        self._fallback = fallback
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        ctx = _current_context()
+        if ctx is None:
+            return self._fallback.write(text) if self._fallback is not None else len(text)
+        ctx.write(self._name, str(text))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+_local = threading.local()
+_process_context: _TaskContext | None = None  # the task of this worker process
+
+
+def _current_context() -> _TaskContext | None:
+    return getattr(_local, "context", None) or _process_context
+
+
+def report_progress(
+    progress: float | None = None,
+    message: str | None = None,
+    current: int | None = None,
+    total: int | None = None,
+) -> None:
+    """Report a task's progress to the GUI; a no-op outside a task.
+
+    Parameters
+    ----------
+    progress
+        Fraction done, from 0 to 1. When omitted and both ``current`` and ``total`` are
+        given, it is ``current / total``.
+    message
+        A short status text; it reaches ``task_message``.
+    current, total
+        Steps done and steps in all; they reach ``task_progress``.
+
+    Raises
+    ------
+    TaskCancelled
+        When the task has been cancelled: the task stops here (cooperative cancellation).
+
+    Notes
+    -----
+    Numeric progress is sent at most every 50 ms (the latest value wins, and the last
+    step is always sent); a new message is sent at once.
+    """
+    ctx = _current_context()
+    if ctx is None:
+        return
+    cur = int(current) if current is not None else 0
+    tot = int(total) if total is not None else 0
+    fraction: float | None
+    if progress is not None:
+        fraction = float(progress)
+    elif current is not None and total:
+        fraction = cur / tot
+    else:
+        fraction = None
+    if fraction is not None:
+        fraction = min(max(fraction, 0.0), 1.0)
+    ctx.progress(fraction, None if message is None else str(message), cur, tot)
+
+
+# --------------------------------------------------------------------------- running
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` followed by the traceback, as text that needs no unpickling."""
+    try:
+        head = f"{type(exc).__qualname__}: {exc}"
+    except Exception:  # an exception whose __str__ raises
+        head = f"{type(exc).__qualname__}: <message could not be shown>"
+    body = "".join(traceback.format_exception(exc))
+    return f"{head}\n\n{body}"
+
+
+def _fold_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    counts: dict[str, int] = {}
+    for w in caught:
+        key = f"{w.category.__name__}: {w.message}"
+        counts[key] = counts.get(key, 0) + 1
+    return [key if n == 1 else f"{key} (repeated {n} times)" for key, n in counts.items()]
+
+
+def run_task(
+    serial: int,
+    load: Callable[[], tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]],
+    context: _TaskContext,
+    *,
+    pickle_result: bool,
+    capture_warnings: bool = True,
+) -> Event:
+    """Run one task and return its ``done`` event; it never raises.
+
+    ``capture_warnings`` is for worker processes only: ``warnings.catch_warnings`` changes
+    process-wide state, so I/O threads in the GUI process leave warnings alone.
+    """
+    start = time.perf_counter()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        if capture_warnings:
+            with warnings.catch_warnings(record=True) as caught:  # type: ignore[assignment]
+                warnings.simplefilter("always")
+                func, args, kwargs = load()
+                result = func(*args, **kwargs)
+        else:
+            func, args, kwargs = load()
+            result = func(*args, **kwargs)
+        if pickle_result:
+            try:
+                data: Any = cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise ResultNotPicklable(
+                    f"the result of type {type(result).__qualname__} could not be pickled "
+                    f"to send it back: {type(exc).__name__}: {exc}"
+                ) from exc
+        else:
+            data = result
+        kind = "ok"
+    except TaskCancelled:
+        kind, data = "cancelled", None
+    except BaseException as exc:  # noqa: BLE001 - a task's failure is data, not our crash
+        kind, data = "error", describe_exception(exc)
+    context.flush()
+    return ("done", serial, kind, data, _fold_warnings(caught), time.perf_counter() - start)
+
+
+class ResultNotPicklable(TypeError):
+    """A task's result could not be pickled to be sent back to the GUI process."""
+
+
+class PayloadNotLoadable(TypeError):
+    """A task's function or arguments could not be rebuilt in the worker."""
+
+
+# --------------------------------------------------------------------------- pool worker
+class _WorkerState:
+    """Per-process state of a pool worker, set by :func:`init_worker`."""
+
+    channel: Any = None
+    cancel_flags: Any = None
+
+
+def _is_cancelled(serial: int) -> bool:
+    flags = _WorkerState.cancel_flags
+    return flags is not None and serial in flags[:]
+
+
+def _send(event: Event) -> None:
+    _WorkerState.channel.put(event)
+
+
+def init_worker(channel: Any, cancel_flags: Any, parent_pid: int, nice: int) -> None:
+    """Prepare a pool process: thread limits, captured streams, priority, parent watch."""
+    for name in THREAD_LIMIT_VARIABLES:
+        os.environ[name] = "1"
+    _WorkerState.channel = channel
+    _WorkerState.cancel_flags = cancel_flags
+    try:  # Ctrl-C in a terminal goes to the GUI process; it decides what to stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):
+        pass
+    if nice and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    sys.stdout = _CapturedStream("stdout", sys.__stdout__)
+    sys.stderr = _CapturedStream("stderr", sys.__stderr__)
+    threading.Thread(
+        target=_watch, args=(parent_pid,), name="mosaic-parallel-watch", daemon=True
+    ).start()
+
+
+def _parent_alive(parent_pid: int) -> bool:
+    if os.getppid() != parent_pid:
+        return False
+    try:
+        import psutil
+
+        return bool(psutil.pid_exists(parent_pid))
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return True
+
+
+def _watch(parent_pid: int) -> None:
+    """Flush pending progress and output; exit when the GUI process is gone."""
+    ticks = 0
+    while True:
+        time.sleep(_FLUSH_INTERVAL)
+        ctx = _process_context
+        if ctx is not None:
+            try:
+                ctx.flush()
+            except Exception:
+                pass
+        ticks += 1
+        if ticks % 10 == 0 and not _parent_alive(parent_pid):
+            os._exit(70)
+
+
+def run_chunk(items: Sequence[tuple[int, bytes]]) -> None:
+    """Run tasks one after another in this pool process, reporting each on the channel."""
+    global _process_context
+    pid = os.getpid()
+    for serial, payload in items:
+        if _is_cancelled(serial):
+            _send(("done", serial, "cancelled", None, [], 0.0))
+            continue
+        _send(("started", serial, pid))
+        context = _TaskContext(serial, _send, _is_cancelled)
+        _process_context = context
+
+        def load(payload: bytes = payload) -> Any:
+            try:
+                return cloudpickle.loads(payload)
+            except Exception as exc:
+                raise PayloadNotLoadable(
+                    f"the task could not be rebuilt in the worker: {type(exc).__name__}: {exc}"
+                ) from exc
+
+        try:
+            done = run_task(serial, load, context, pickle_result=True)
+        finally:
+            _process_context = None
+        _send(done)
