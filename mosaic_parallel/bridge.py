@@ -811,8 +811,8 @@ class BackgroundTaskManager(QObject):
     def _chunk_size(self) -> int:
         """Tasks per message to a worker: one, unless tasks are known to be tiny."""
         avg = self._avg_seconds
-        if avg is None or avg > 0.002:
-            return 1
+        if avg is None or avg > 0.002 or self._processes.max_tasks_per_child is not None:
+            return 1  # a worker's task limit counts messages, so recycling needs one each
         queued = sum(len(lane) for lane in self._lanes[False].values())
         return max(1, min(64, queued // self._processes.capacity))
 
