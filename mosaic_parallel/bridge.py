@@ -704,7 +704,9 @@ class BackgroundTaskManager(QObject):
                     self._fail(task, task.kill_reason, [])
             elif task.status == RUNNING and code is not None and code not in (0, -signal.SIGTERM):
                 culprit_found = True
-                self._fail(task, f"WorkerDied: the worker process running this task {_how(code)}", [])
+                self._fail(
+                    task, f"WorkerDied: the worker process running this task died: it {_how(code)}", []
+                )
             elif task.status == RUNNING and task.attempts >= 2:
                 self._fail(
                     task,

@@ -30,6 +30,14 @@ def _children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True) if p.pid != tracker}
 
 
+def _describe(pid: int) -> str:
+    try:
+        p = psutil.Process(pid)
+        return f"{p.status()} {' '.join(p.cmdline())[:200]}"
+    except psutil.Error as exc:
+        return str(exc)
+
+
 def wait_for_no_children(before: set[int], timeout: float = 10.0) -> set[int]:
     """Child processes started since ``before`` that are still alive after ``timeout``."""
     left: set[int] = set()
@@ -59,9 +67,10 @@ def make_manager(qapp):
     for manager in made:
         manager.shutdown(wait=True)
     left = wait_for_no_children(before)
+    info = {pid: _describe(pid) for pid in left}
     for pid in left:
         psutil.Process(pid).kill()
-    assert not left, f"child processes left behind: {left}"
+    assert not left, f"child processes left behind: {left}: {info}"
 
 
 @pytest.fixture
