@@ -1,5 +1,6 @@
-"""The Qt bridge: ``BackgroundTaskManager`` keeps the task table on the GUI thread and turns
-what the pool backends report into Qt signals there.
+"""The Qt bridge: ``BackgroundTaskManager`` turns what the pool backends report into Qt signals.
+
+It keeps the task table on the GUI thread and emits every signal there.
 
 Backends call ``_post`` from their own threads; ``_post`` appends to an inbox and wakes the
 GUI thread through a queued signal. ``_drain`` then handles the inbox in slices of a few
@@ -20,6 +21,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -67,7 +69,7 @@ def _usable_cpus() -> int:
 class _Tail:
     """The last ``limit`` characters written to one stream."""
 
-    __slots__ = ("parts", "size", "limit")
+    __slots__ = ("limit", "parts", "size")
 
     def __init__(self, limit: int) -> None:
         self.parts: list[str] = []
@@ -304,7 +306,7 @@ class BackgroundTaskManager(QObject):
 
         self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake_pending = False
-        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
+        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg,unused-ignore]
         self._deadline_timer = QTimer(self)
         self._deadline_timer.setSingleShot(True)
         self._deadline_timer.timeout.connect(self._check_deadlines)
@@ -534,8 +536,10 @@ class BackgroundTaskManager(QObject):
         return sum(self.cancel_task(task_id) for task_id in ids)
 
     def get_task_output(self, task_id: str) -> dict[str, str]:
-        """The captured ``{"stdout": ..., "stderr": ...}`` of a task (the last
-        ``output_limit`` characters of each); empty strings for an unknown task."""
+        """The captured ``{"stdout": ..., "stderr": ...}`` of a task.
+
+        Each holds the last ``output_limit`` characters; both are empty for an unknown task.
+        """
         task = self._tasks.get(task_id)
         if task is None:
             return {"stdout": "", "stderr": ""}
@@ -691,7 +695,7 @@ class BackgroundTaskManager(QObject):
                 self._finish(task, CANCELLED)
 
     def _on_chunk_done(self, generation: int, serials: list[int], error: Any) -> None:
-        if error is None or isinstance(error, pool.BrokenProcessPool):
+        if error is None or isinstance(error, BrokenProcessPool):
             return  # results come as events; a broken pool is settled when it closes
         text = f"{type(error).__name__}: {error}"
         for serial in serials:
@@ -719,7 +723,9 @@ class BackgroundTaskManager(QObject):
             elif task.status == RUNNING and code is not None and code not in (0, -signal.SIGTERM):
                 culprit_found = True
                 self._fail(
-                    task, f"WorkerDied: the worker process running this task died: it {_how(code)}", []
+                    task,
+                    f"WorkerDied: the worker process running this task died: it {_how(code)}",
+                    [],
                 )
             elif task.status == RUNNING and task.attempts >= 2:
                 self._fail(
@@ -796,9 +802,7 @@ class BackgroundTaskManager(QObject):
 
     def _io_future_done(self, serial: int, future: Any) -> None:
         """Thread-pool callback: only a future that did not run the task needs a word."""
-        error = (
-            RuntimeError("cancelled at shutdown") if future.cancelled() else future.exception()
-        )
+        error = RuntimeError("cancelled at shutdown") if future.cancelled() else future.exception()
         if error is not None:
             self._post(("chunk_done", pool.IO_GENERATION, [serial], error))
 
@@ -812,9 +816,12 @@ class BackgroundTaskManager(QObject):
                 del lanes[batch_id]
                 continue
             batch = self._batches.get(batch_id) if batch_id is not None else None
-            if batch is not None and batch.max_concurrent is not None:
-                if batch.active >= batch.max_concurrent:
-                    continue
+            if (
+                batch is not None
+                and batch.max_concurrent is not None
+                and batch.active >= batch.max_concurrent
+            ):
+                continue
             task = lane.popleft()
             if not lane:
                 del lanes[batch_id]
@@ -972,9 +979,11 @@ def _how(code: int | None) -> str:
 def _unpicklable_message(task: _Task, exc: BaseException) -> str:
     """Name what could not be pickled: the function or the first argument that fails."""
     culprit = "its function"
-    for label, value in [("function", task.func)] + [
-        (f"argument {i}", a) for i, a in enumerate(task.args)
-    ] + [(f"keyword argument {k!r}", v) for k, v in task.kwargs.items()]:
+    for label, value in (
+        [("function", task.func)]
+        + [(f"argument {i}", a) for i, a in enumerate(task.args)]
+        + [(f"keyword argument {k!r}", v) for k, v in task.kwargs.items()]
+    ):
         try:
             cloudpickle.dumps(value)
         except Exception:

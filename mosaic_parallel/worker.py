@@ -21,9 +21,9 @@ from typing import Any
 import cloudpickle
 
 __all__ = [
+    "OUTPUT_TAIL_CHARS",
     "TaskCancelled",
     "report_progress",
-    "OUTPUT_TAIL_CHARS",
 ]
 
 #: Events a task sends to its manager, as plain tuples (picklable, Qt-free):
@@ -257,7 +257,7 @@ def run_task(
     caught: list[warnings.WarningMessage] = []
     try:
         if capture_warnings:
-            with warnings.catch_warnings(record=True) as caught:  # type: ignore[assignment]
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 func, args, kwargs = load()
                 result = func(*args, **kwargs)
@@ -277,7 +277,7 @@ def run_task(
         kind = "ok"
     except TaskCancelled:
         kind, data = "cancelled", None
-    except BaseException as exc:  # noqa: BLE001 - a task's failure is data, not our crash
+    except BaseException as exc:
         kind, data = "error", describe_exception(exc)
     context.flush()
     return ("done", serial, kind, data, _fold_warnings(caught), time.perf_counter() - start)
