@@ -34,9 +34,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import cloudpickle
-
-from . import worker
+from . import transfer, worker
 
 Post = Callable[[tuple[Any, ...]], None]
 
@@ -180,7 +178,7 @@ def _unpickle_result(event: worker.Event) -> worker.Event:
     """Rebuild a result on the reader thread, so that the GUI thread never unpickles."""
     _, serial, _, data, warnings, seconds = event
     try:
-        return ("done", serial, "ok", cloudpickle.loads(data), warnings, seconds)
+        return ("done", serial, "ok", transfer.decode(data), warnings, seconds)
     except Exception as exc:
         message = f"the result could not be rebuilt in the GUI process: {type(exc).__name__}: {exc}"
         return ("done", serial, "error", message, warnings, seconds)
@@ -385,7 +383,7 @@ class ThreadBackend:
                 serial,
                 lambda: (func, args, kwargs),
                 context,
-                pickle_result=False,
+                encode=None,
                 capture_warnings=False,
             )
         finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -19,6 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import cloudpickle
+
+from . import transfer
 
 __all__ = [
     "OUTPUT_TAIL_CHARS",
@@ -245,11 +246,12 @@ def run_task(
     load: Callable[[], tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]],
     context: _TaskContext,
     *,
-    pickle_result: bool,
+    encode: Callable[[Any], Any] | None,
     capture_warnings: bool = True,
 ) -> Event:
     """Run one task and return its ``done`` event; it never raises.
 
+    ``encode`` turns the result into what is sent back (``None``: the object itself).
     ``capture_warnings`` is for worker processes only: ``warnings.catch_warnings`` changes
     process-wide state, so I/O threads in the GUI process leave warnings alone.
     """
@@ -264,9 +266,9 @@ def run_task(
         else:
             func, args, kwargs = load()
             result = func(*args, **kwargs)
-        if pickle_result:
+        if encode is not None:
             try:
-                data: Any = cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                data: Any = encode(result)
             except Exception as exc:
                 raise ResultNotPicklable(
                     f"the result of type {type(result).__qualname__} could not be pickled "
@@ -378,7 +380,7 @@ def run_chunk(items: Sequence[tuple[int, bytes]]) -> None:
                 ) from exc
 
         try:
-            done = run_task(serial, load, context, pickle_result=True)
+            done = run_task(serial, load, context, encode=transfer.encode)
         finally:
             _process_context = None
         _send(done)

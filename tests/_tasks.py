@@ -153,3 +153,10 @@ def _explode():
 
 def identity(x):
     return x
+
+
+def big_array(megabytes):
+    import numpy as np
+
+    data = np.arange(megabytes * 2**20 // 8, dtype=np.float64)
+    return {"array": data, "small": np.arange(5), "label": "big"}
