@@ -203,7 +203,9 @@ class BackgroundTaskManager(QObject):
     output_limit
         Characters of stdout and of stderr kept per task (the tail).
     worker_nice
-        Added to the worker processes' niceness, so the GUI wins the CPU (0: unchanged).
+        Added to the worker processes' niceness (default 10), so that the GUI thread wins
+        the CPU when workers saturate every core; on an otherwise idle machine workers
+        still get all the CPU they can use. 0 leaves their priority as it is.
     start_workers
         Start the worker processes now rather than at the first task.
     parent
@@ -263,7 +265,7 @@ class BackgroundTaskManager(QObject):
         resubmit_on_crash: bool = True,
         max_finished: int = 1000,
         output_limit: int = OUTPUT_LIMIT,
-        worker_nice: int = 0,
+        worker_nice: int = 10,
         start_workers: bool = False,
         parent: QObject | None = None,
     ) -> None:
@@ -296,6 +298,7 @@ class BackgroundTaskManager(QObject):
         }
         self._finished_order: collections.deque[str] = collections.deque()
         self._serials = itertools.count(1)
+        self._token = uuid.uuid4().hex[:8]  # task ids of two managers never collide
         self._running = 0
         self._io_in_flight = 0
         self._avg_seconds: float | None = None
@@ -476,7 +479,7 @@ class BackgroundTaskManager(QObject):
         serial = next(self._serials)
         task = _Task(
             serial=serial,
-            task_id=f"task-{serial}-{uuid.uuid4().hex[:8]}",
+            task_id=f"task-{serial}-{self._token}",
             name=str(name),
             func=func,
             args=tuple(args),

@@ -132,9 +132,10 @@ class _Generation:
                 break
             except Exception:  # a message cut short by a killed worker
                 continue
-            if event[0] == "done" and event[2] == "ok":
-                event = _unpickle_result(event)
-            post(("event", self.number, event))
+            for one in event if isinstance(event, list) else (event,):
+                if one[0] == "done" and one[2] == "ok":
+                    one = _unpickle_result(one)
+                post(("event", self.number, one))
         exitcodes = {pid: p.exitcode for pid, p in list(self.processes.items())}
         post(("gen_closed", self.number, exitcodes))
 

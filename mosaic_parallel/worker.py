@@ -363,11 +363,16 @@ def run_chunk(items: Sequence[tuple[int, bytes]]) -> None:
     """Run tasks one after another in this pool process, reporting each on the channel."""
     global _process_context
     pid = os.getpid()
+    # A task's "done" waits to travel with the next task's "started": one message a task.
+    # "started" itself is never held back, so a crash is always blamed on the right task.
+    pending: list[Event] = []
     for serial, payload in items:
         if _is_cancelled(serial):
-            _send(("done", serial, "cancelled", None, [], 0.0))
+            pending.append(("done", serial, "cancelled", None, [], 0.0))
             continue
-        _send(("started", serial, pid))
+        pending.append(("started", serial, pid))
+        _send_all(pending)
+        pending = []
         context = _TaskContext(serial, _send, _is_cancelled)
         _process_context = context
 
@@ -383,4 +388,13 @@ def run_chunk(items: Sequence[tuple[int, bytes]]) -> None:
             done = run_task(serial, load, context, encode=transfer.encode)
         finally:
             _process_context = None
-        _send(done)
+        pending.append(done)
+    _send_all(pending)
+
+
+def _send_all(events: list[Event]) -> None:
+    """Send events in one message: a list when there are several."""
+    if len(events) == 1:
+        _send(events[0])
+    elif events:
+        _WorkerState.channel.put(events)

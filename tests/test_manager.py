@@ -323,3 +323,18 @@ def test_shutdown_cancels_unfinished_tasks_and_stops_workers(make_manager, recor
         for p in pids
         if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
     ]
+
+
+def test_workers_run_at_lower_priority(make_manager, record, qtbot):
+    import os
+
+    default = make_manager()
+    unchanged = make_manager(worker_nice=0)
+    rec_default, rec_unchanged = record(default), record(unchanged)
+    a = default.submit_task("nice", _tasks.niceness)
+    b = unchanged.submit_task("nice", _tasks.niceness)
+    rec_default.wait(qtbot, a)
+    rec_unchanged.wait(qtbot, b)
+    ours = os.nice(0)
+    assert rec_default.result(a) == min(ours + 10, 19)
+    assert rec_unchanged.result(b) == ours
