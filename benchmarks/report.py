@@ -48,6 +48,10 @@ def _met(m: dict[str, Any]) -> str:
     return {True: "yes", False: "**MISSED**", None: ""}[m["met"]]
 
 
+def _load(values: Any) -> str:
+    return "n/a" if not values else f"{values[0]:.1f}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -56,7 +60,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{meta['command']}`  ",
         f"Date: {meta['date']}; size: {meta['size']}; {meta['cpus']} CPUs; Python "
         f"{meta['python']}; {meta['qt']}; commit {meta['commit']}; total "
-        f"{meta['total_seconds']:.0f} s.",
+        f"{meta['total_seconds']:.0f} s; load average before/after "
+        f"{_load(meta.get('loadavg_before'))} / {_load(meta.get('loadavg_after'))} "
+        "(shared machine: compare ratios within this run).",
         "",
         "| # | figure | target | mosaic_parallel | met | others, same run |",
         "|---|---|---|---|---|---|",

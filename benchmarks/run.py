@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from .common import qt_binding
 
     keys = args.only or list(BENCHMARKS)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
     benchmarks = {}
     for key in keys:
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
             "total_seconds": time.perf_counter() - t0,
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
         },
         "benchmarks": benchmarks,
     }
