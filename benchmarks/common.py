@@ -70,7 +70,11 @@ def spin_loop(seconds: float) -> None:
 
     qt_app()
     loop = QEventLoop()
-    QTimer.singleShot(max(0, int(seconds * 1000)), Qt.TimerType.PreciseTimer, loop.quit)
+    timer = QTimer()  # a QTimer object: singleShot's overloads differ between bindings
+    timer.setSingleShot(True)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(loop.quit)
+    timer.start(max(0, int(seconds * 1000)))
     loop.exec()
 
 

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {key} ({args.size}) ...", flush=True)
         benchmarks[key] = _run_one(key, args.size)
         status = "FAILED" if "error" in benchmarks[key] else "ok"
+        if "error" in benchmarks[key]:
+            print(benchmarks[key]["error"], file=sys.stderr, flush=True)
         print(f"[bench] {key}: {status} in {benchmarks[key].get('seconds', 0):.1f} s", flush=True)
     results = {
         "meta": {
