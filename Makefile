@@ -30,6 +30,14 @@ test-pyside6: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m mosaic_parallel demo --headless --out demo-output
 
+# Benchmarks of issue 4 (benchmarks/README.md): full size writes benchmarks/results/;
+# the smoke size runs each benchmark for seconds, so CI keeps the scripts working.
+bench: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks.run --size full --out benchmarks/results
+
+bench-smoke: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks.run --size smoke --out build/bench-smoke
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache .mypy_cache .ruff_cache
 
