@@ -1,5 +1,6 @@
 """Figure 7: cold start, from creating the manager to the first tiny result on the GUI thread,
-with the workers started lazily and started ahead, against raw executors."""
+with the workers started lazily and started ahead, against raw executors.
+"""
 
 from __future__ import annotations
 
@@ -60,8 +61,12 @@ def run(size: str) -> dict[str, Any]:
     common.qt_app()
     s = SETTINGS[size]
     runs: dict[str, list[dict[str, float]]] = {
-        "lazy": [], "ahead, submit at once": [], "ahead, submit after settle": [],
-        "ProcessPoolExecutor": [], "ProcessPoolExecutor fork": [], "loky": [],
+        "lazy": [],
+        "ahead, submit at once": [],
+        "ahead, submit after settle": [],
+        "ProcessPoolExecutor": [],
+        "ProcessPoolExecutor fork": [],
+        "loky": [],
     }
     for _ in range(s["repeats"]):
         runs["lazy"].append(_manager_start(False, 0))
@@ -83,23 +88,34 @@ def run(size: str) -> dict[str, Any]:
         "settings": s,
         "metrics": [
             metric(
-                7, "workers started ahead: first submit -> first result", "ms",
-                med(ahead, "submit_to_result_ms"), "<=", 300.0,
+                7,
+                "workers started ahead: first submit -> first result",
+                "ms",
+                med(ahead, "submit_to_result_ms"),
+                "<=",
+                300.0,
                 {
-                    "start_workers=True, submit at once: create -> result":
-                        med("ahead, submit at once", "first_result_ms"),
+                    "start_workers=True, submit at once: create -> result": med(
+                        "ahead, submit at once", "first_result_ms"
+                    ),
                     "start_workers=False: create -> result": med("lazy", "first_result_ms"),
-                    "raw ProcessPoolExecutor (spawn): create -> result":
-                        med("ProcessPoolExecutor", "first_result_ms"),
-                    "raw ProcessPoolExecutor (fork, not usable with Qt): create -> result":
-                        med("ProcessPoolExecutor fork", "first_result_ms"),
+                    "raw ProcessPoolExecutor (spawn): create -> result": med(
+                        "ProcessPoolExecutor", "first_result_ms"
+                    ),
+                    "raw ProcessPoolExecutor (fork, not usable with Qt): create -> result": med(
+                        "ProcessPoolExecutor fork", "first_result_ms"
+                    ),
                     "loky: create -> result": med("loky", "first_result_ms"),
                 },
                 note=f"workers started by the constructor, first task submitted {s['settle']:g} s later",
             ),
             metric(
-                7, "cost of starting ahead: constructor time", "ms",
-                med("ahead, submit at once", "constructor_ms"), None, None,
+                7,
+                "cost of starting ahead: constructor time",
+                "ms",
+                med("ahead, submit at once", "constructor_ms"),
+                None,
+                None,
                 {
                     "constructor, start_workers=False": med("lazy", "constructor_ms"),
                     "CPU time of the 2 workers to start": med(ahead, "workers_cpu_ms"),

@@ -1,5 +1,6 @@
 """Figure 6: what an idle manager costs the GUI process: event-loop wake-ups, events delivered
-to the manager, and CPU time, over an idle period, against the same period without a manager."""
+to the manager, and CPU time, over an idle period, against the same period without a manager.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _event_counter() -> Any:
             self.count = 0
             self.types: dict[str, int] = {}
 
-        def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt API
+        def eventFilter(self, watched: Any, event: Any) -> bool:
             self.count += 1
             key = str(event.type())
             self.types[key] = self.types.get(key, 0) + 1
@@ -98,8 +99,12 @@ def run(size: str) -> dict[str, Any]:
         "settings": SETTINGS[size],
         "metrics": [
             metric(
-                6, f"timer events delivered to the idle manager in {seconds:g} s", "events",
-                with_manager["manager_events"], "<=", 0,
+                6,
+                f"timer events delivered to the idle manager in {seconds:g} s",
+                "events",
+                with_manager["manager_events"],
+                "<=",
+                0,
                 {
                     "GUI event-loop wake-ups with the manager": with_manager["awake"],
                     "GUI event-loop wake-ups without a manager": baseline["awake"],
@@ -108,8 +113,12 @@ def run(size: str) -> dict[str, Any]:
                 "QAbstractEventDispatcher.awake",
             ),
             metric(
-                6, f"GUI-process CPU time over {seconds:g} idle s, manager minus none", "ms",
-                extra_cpu, "<", 10.0,
+                6,
+                f"GUI-process CPU time over {seconds:g} idle s, manager minus none",
+                "ms",
+                extra_cpu,
+                "<",
+                10.0,
                 {
                     "GUI process with the manager": with_manager["cpu_ms"],
                     "GUI process without a manager": baseline["cpu_ms"],

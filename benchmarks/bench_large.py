@@ -1,5 +1,6 @@
 """Figures 5 and 3c: a task returning a 200 MB numpy array; transfer rate into the GUI process
-and the GUI's longest stall while it arrives."""
+and the GUI's longest stall while it arrives.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _through_manager(megabytes: int, repeats: int) -> list[dict[str, float]]:
             heartbeat = common.Heartbeat()
             heartbeat.start()
             manager.submit_task("big", tasks.big_array, args=(megabytes,))
-            common.wait_until(lambda: len(arrived) == i + 1, 300, "the large result")
+            common.wait_until(lambda i=i: len(arrived) == i + 1, 300, "the large result")
             heartbeat.stop()
             runs.append(
                 {
@@ -88,13 +89,22 @@ def run(size: str) -> dict[str, Any]:
         "settings": s,
         "metrics": [
             metric(
-                5, f"effective transfer rate of a {mb} MB result", "GB/s", rate[ours], ">=", 1.0,
+                5,
+                f"effective transfer rate of a {mb} MB result",
+                "GB/s",
+                rate[ours],
+                ">=",
+                1.0,
                 {k: v for k, v in rate.items() if k != ours},
                 note="from the worker's return to the slot (pickling, transport, unpickling)",
             ),
             metric(
-                3, f"longest heartbeat gap while a {mb} MB result arrives", "ms",
-                common.median([r["max_gap_ms"] for r in runs[ours]]), "<=", 16.0,
+                3,
+                f"longest heartbeat gap while a {mb} MB result arrives",
+                "ms",
+                common.median([r["max_gap_ms"] for r in runs[ours]]),
+                "<=",
+                16.0,
             ),
         ],
         "samples": {"runs": runs},

@@ -29,7 +29,7 @@ def _through_manager(n: int, gap: float, io: bool) -> list[float]:
         done.clear()
         for i in range(n):  # spaced out: one task at a time, a pause between them
             submit(f"stamp {i}", tasks.stamp)
-            common.wait_until(lambda: len(done) == i + 1, 30, "a stamp task")
+            common.wait_until(lambda i=i: len(done) == i + 1, 30, "a stamp task")
             common.spin_loop(gap)
     finally:
         manager.shutdown(wait=True)
@@ -53,7 +53,7 @@ def _through_executor_signal(n: int, gap: float) -> list[float]:
         for i in range(n):
             future = pool.submit(tasks.stamp)
             future.add_done_callback(lambda f: relay.finished.emit(f.result()))
-            common.wait_until(lambda: len(latencies) == i + 1, 30, "a stamp task")
+            common.wait_until(lambda i=i: len(latencies) == i + 1, 30, "a stamp task")
             common.spin_loop(gap)
     return [x * 1000 for x in latencies]
 
@@ -64,7 +64,9 @@ def run(size: str) -> dict[str, Any]:
     samples = {
         "mosaic_parallel (process)": _through_manager(s["tasks"], s["gap"], io=False),
         "mosaic_parallel submit_io_task (thread)": _through_manager(s["tasks"], s["gap"], io=True),
-        "ProcessPoolExecutor + done-callback signal": _through_executor_signal(s["tasks"], s["gap"]),
+        "ProcessPoolExecutor + done-callback signal": _through_executor_signal(
+            s["tasks"], s["gap"]
+        ),
     }
     ours = samples["mosaic_parallel (process)"]
     others = {k: v for k, v in samples.items() if k != "mosaic_parallel (process)"}
@@ -74,11 +76,21 @@ def run(size: str) -> dict[str, Any]:
         "settings": s,
         "metrics": [
             metric(
-                1, "completion latency, median", "ms", common.median(ours), "<=", 2.0,
+                1,
+                "completion latency, median",
+                "ms",
+                common.median(ours),
+                "<=",
+                2.0,
                 {k: common.median(v) for k, v in others.items()},
             ),
             metric(
-                1, "completion latency, p99", "ms", common.percentile(ours, 99), "<=", 10.0,
+                1,
+                "completion latency, p99",
+                "ms",
+                common.percentile(ours, 99),
+                "<=",
+                10.0,
                 {k: common.percentile(v, 99) for k, v in others.items()},
             ),
         ],

@@ -1,5 +1,6 @@
 """Figure 3b: the GUI's longest stall while 2 CPU-saturating tasks run (and the machine's
-noise floor: the same heartbeat with nothing running)."""
+noise floor: the same heartbeat with nothing running).
+"""
 
 from __future__ import annotations
 
@@ -51,8 +52,12 @@ def run(size: str) -> dict[str, Any]:
         "settings": s,
         "metrics": [
             metric(
-                3, "longest heartbeat gap while 2 CPU-saturating tasks run", "ms",
-                common.median(default), "<=", 16.0,
+                3,
+                "longest heartbeat gap while 2 CPU-saturating tasks run",
+                "ms",
+                common.median(default),
+                "<=",
+                16.0,
                 {
                     "same, worker_nice=10": common.median(niced),
                     "no tasks at all (noise floor)": common.median(idle),

@@ -1,5 +1,6 @@
 """Figure 4: CPU speedup of 8 tasks of about 0.3 s with N workers, against serial, a
-thread-pool-backed manager, raw ProcessPoolExecutor and loky (pure Python, then numpy/scipy)."""
+thread-pool-backed manager, raw ProcessPoolExecutor and loky (pure Python, then numpy/scipy).
+"""
 
 from __future__ import annotations
 
@@ -121,8 +122,12 @@ def run(size: str) -> dict[str, Any]:
         for n in s["workers"]:
             metrics.append(
                 metric(
-                    4, f"speedup over serial, {workload}, N={n}", "x", speedup[ours][n],
-                    ">=", 0.93 * n,
+                    4,
+                    f"speedup over serial, {workload}, N={n}",
+                    "x",
+                    speedup[ours][n],
+                    ">=",
+                    0.93 * n,
                     {k: v[n] for k, v in speedup.items() if k != ours},
                     note=description,
                 )

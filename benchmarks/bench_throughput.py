@@ -1,5 +1,6 @@
 """Figures 2 and 3a: 10,000 no-op tasks submitted at once, until each is delivered; the GUI's
-longest stall meanwhile."""
+longest stall meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _manager_flood(n: int, io: bool) -> dict[str, float]:
         common.wait_until(lambda: count[0] == 2 * WORKERS, 60, "warm-up tasks")
         count[0] = 0
         t0 = time.perf_counter()
-        for i in range(n):
+        for _i in range(n):
             submit("noop", tasks.noop)
         t_submitted = time.perf_counter()
         heartbeat.start()
@@ -100,7 +101,7 @@ def run(size: str) -> dict[str, Any]:
     rates = {name: common.median([r["rate"] for r in rs]) for name, rs in runs.items()}
     ours = "mosaic_parallel (process)"
     ratios = [
-        a["rate"] / b["rate"] for a, b in zip(runs[ours], runs["ProcessPoolExecutor"])
+        a["rate"] / b["rate"] for a, b in zip(runs[ours], runs["ProcessPoolExecutor"], strict=False)
     ]
     gaps = [r["max_gap_ms"] for r in runs[ours]]
     io_gaps = [r["max_gap_ms"] for r in runs["mosaic_parallel submit_io_task (thread)"]]
@@ -110,26 +111,44 @@ def run(size: str) -> dict[str, Any]:
         "settings": s,
         "metrics": [
             metric(
-                2, f"tiny tasks per second ({s['tasks']} no-ops)", "tasks/s", rates[ours],
-                None, None, {k: v for k, v in rates.items() if k != ours},
+                2,
+                f"tiny tasks per second ({s['tasks']} no-ops)",
+                "tasks/s",
+                rates[ours],
+                None,
+                None,
+                {k: v for k, v in rates.items() if k != ours},
             ),
             metric(
-                2, "throughput ratio to raw ProcessPoolExecutor (same run)", "x",
-                common.median(ratios), ">=", 1.0,
+                2,
+                "throughput ratio to raw ProcessPoolExecutor (same run)",
+                "x",
+                common.median(ratios),
+                ">=",
+                1.0,
                 {k: v / rates["ProcessPoolExecutor"] for k, v in rates.items() if k != ours},
             ),
             metric(
-                3, f"longest heartbeat gap while {s['tasks']} tasks finish", "ms",
-                common.median(gaps), "<=", 16.0,
+                3,
+                f"longest heartbeat gap while {s['tasks']} tasks finish",
+                "ms",
+                common.median(gaps),
+                "<=",
+                16.0,
                 {"mosaic_parallel submit_io_task (thread)": common.median(io_gaps)},
                 note="median over repeats of each run's longest gap, measured after the submit loop",
             ),
             metric(
-                3, f"time the GUI thread spends in {s['tasks']} submit_task calls", "ms",
-                common.median([r["submit_seconds"] * 1000 for r in runs[ours]]), None, None,
+                3,
+                f"time the GUI thread spends in {s['tasks']} submit_task calls",
+                "ms",
+                common.median([r["submit_seconds"] * 1000 for r in runs[ours]]),
+                None,
+                None,
                 {
                     k: common.median([r["submit_seconds"] * 1000 for r in rs])
-                    for k, rs in runs.items() if k != ours
+                    for k, rs in runs.items()
+                    if k != ours
                 },
                 note="the GUI is blocked for this long by the submit loop itself",
             ),

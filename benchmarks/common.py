@@ -108,7 +108,7 @@ class Heartbeat:
 
     @property
     def gaps_ms(self) -> list[float]:
-        return [(b - a) * 1000 for a, b in zip(self.ticks, self.ticks[1:])]
+        return [(b - a) * 1000 for a, b in zip(self.ticks, self.ticks[1:], strict=False)]
 
     @property
     def max_gap_ms(self) -> float:
@@ -146,7 +146,8 @@ def find_meshes() -> Path | None:
 
 def load_mesh(name: str = "stanford-bunny.obj") -> tuple[Any, Any, str]:
     """``(vertices, faces, source)`` of a shared mesh; falls back to the bundled spot or an
-    icosphere when the shared folder is missing (the source says which)."""
+    icosphere when the shared folder is missing (the source says which).
+    """
     import numpy as np
     import trimesh
 
@@ -177,7 +178,7 @@ def calibrate(func: Callable[[int], Any], target_seconds: float, start: int = 10
             continue
         if abs(took - target_seconds) <= 0.15 * target_seconds:
             break
-        n = max(1, int(round(n * min(8.0, max(0.125, target_seconds / took)))))
+        n = max(1, round(n * min(8.0, max(0.125, target_seconds / took))))
     return n
 
 
@@ -189,7 +190,8 @@ def manager_class() -> Any:
 
 def process_pool(workers: int, method: str = "spawn") -> Any:
     """A raw ``ProcessPoolExecutor``; spawn by default, as the manager uses (fork is unsafe
-    in a process that runs Qt threads, and Python 3.14 drops it as the default)."""
+    in a process that runs Qt threads, and Python 3.14 drops it as the default).
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 

@@ -19,7 +19,7 @@ from . import common, tasks
 def _time_calls(obj: Any, name: str, into: list[float]) -> None:
     """Wrap ``obj.name`` (a class or an instance) to record each call's duration in ms."""
     original = getattr(obj, name)
-    is_class = isinstance(obj, type)
+    isinstance(obj, type)
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
@@ -63,13 +63,17 @@ def main(argv: list[str] | None = None) -> None:
         t1 = time.perf_counter()
     finally:
         manager.shutdown(wait=True)
-    print(f"{args.tasks} tasks: submit loop {t_sub - t0:.2f} s, all delivered after "
-          f"{t1 - t0:.2f} s ({args.tasks / (t1 - t0):,.0f} tasks/s, under cProfile)")
+    print(
+        f"{args.tasks} tasks: submit loop {t_sub - t0:.2f} s, all delivered after "
+        f"{t1 - t0:.2f} s ({args.tasks / (t1 - t0):,.0f} tasks/s, under cProfile)"
+    )
     for name, durations in timings.items():
         durations.sort()
         if durations:
-            print(f"{name}: {len(durations)} calls, median {durations[len(durations) // 2]:.2f} ms, "
-                  f"max {durations[-1]:.2f} ms, total {sum(durations):.0f} ms")
+            print(
+                f"{name}: {len(durations)} calls, median {durations[len(durations) // 2]:.2f} ms, "
+                f"max {durations[-1]:.2f} ms, total {sum(durations):.0f} ms"
+            )
     for key in ("tottime", "cumulative"):
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats(key).print_stats(args.top)

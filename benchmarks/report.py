@@ -77,8 +77,11 @@ def markdown(results: dict[str, Any]) -> str:
     errors = {k: b["error"] for k, b in results["benchmarks"].items() if "error" in b}
     for key, error in errors.items():
         lines += ["", f"**{key} failed:**", "", "```", error.strip()[-3000:], "```"]
-    missing = [f"{n}. {t}" for n, t in FIGURES.items()
-               if not any(m["figure"] == n for m in all_metrics(results))]
+    missing = [
+        f"{n}. {t}"
+        for n, t in FIGURES.items()
+        if not any(m["figure"] == n for m in all_metrics(results))
+    ]
     if missing:
         lines += ["", "Figures without a value: " + ", ".join(missing)]
     lines += [
@@ -103,7 +106,10 @@ def print_table(results: dict[str, Any]) -> None:
         table.add_column(column, overflow="fold")
     for m in all_metrics(results):
         table.add_row(
-            str(m["figure"]), m["name"], _target(m), f"{fmt(m['ours'])} {m['unit']}",
+            str(m["figure"]),
+            m["name"],
+            _target(m),
+            f"{fmt(m['ours'])} {m['unit']}",
             _met(m).strip("*"),
             "\n".join(f"{k}: {fmt(v)}" for k, v in m["contenders"].items()),
         )
@@ -140,7 +146,7 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
 
     speed = benches.get("speedup", {}).get("samples", {})
     fig, axes = plt.subplots(1, max(1, len(speed)), figsize=(11, 4.5), squeeze=False)
-    for ax, (workload, data) in zip(axes[0], speed.items()):
+    for ax, (workload, data) in zip(axes[0], speed.items(), strict=False):
         ns = []
         for name, by_n in data["speedup"].items():
             ns = sorted(int(n) for n in by_n)

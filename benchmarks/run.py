@@ -44,13 +44,26 @@ def _child(key: str, size: str, path: Path) -> None:
 def _run_one(key: str, size: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{key}.json"
-        command = [sys.executable, "-m", "benchmarks.run", "--child", key, "--size", size,
-                   "--json", str(path)]
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--child",
+            key,
+            "--size",
+            size,
+            "--json",
+            str(path),
+        ]
         env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
-                command, cwd=ROOT, env=env, capture_output=True, text=True,
+                command,
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
                 timeout=TIMEOUT[size],
             )
         except subprocess.TimeoutExpired as exc:
@@ -104,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {key}: {status} in {benchmarks[key].get('seconds', 0):.1f} s", flush=True)
     results = {
         "meta": {
-            "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python -m benchmarks.run "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "size": args.size,
-            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpus": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
             "python": platform.python_version(),
             "qt": qt_binding(),
             "commit": _commit(),

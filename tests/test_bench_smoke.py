@@ -31,11 +31,15 @@ for _ in range(5000):
 
 
 def _binding_survives_many_emits() -> bool:
-    """Some PySide6 releases on Python 3.11 drop a reference to ``True`` on every
-    ``Signal.emit()`` (6.12.0), so a process aborts after a few hundred signals."""
+    """Whether many signal emits leave the process alive.
+
+    PySide6 6.12.0 drops a reference to ``True`` on every ``Signal.emit()``, so a process
+    aborts after a few hundred signals.
+    """
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([sys.executable, "-c", _EMIT_PROBE], env=env, capture_output=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _EMIT_PROBE], env=env, capture_output=True, timeout=60
+    )
     return proc.returncode == 0
 
 
@@ -51,7 +55,11 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--size", "smoke", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert proc.returncode == 0, f"benchmark harness failed:\n{proc.stdout}\n{proc.stderr}"
     return out
