@@ -191,6 +191,11 @@ class BackgroundTaskManager(QObject):
         Added to the worker processes' niceness, so the GUI wins the CPU (0: unchanged).
     start_workers
         Start the worker processes now rather than at the first task.
+    cluster
+        Run process tasks on a Dask cluster instead: a scheduler address such as
+        ``"tcp://host:8786"`` or a ``distributed.Client`` (needs the ``cluster`` extra; see
+        :mod:`mosaic_parallel.cluster`). I/O tasks still run here. ``max_workers``,
+        ``max_tasks_per_child`` and ``worker_nice`` then do not apply.
     parent
         Qt parent object.
 
@@ -250,6 +255,7 @@ class BackgroundTaskManager(QObject):
         output_limit: int = OUTPUT_LIMIT,
         worker_nice: int = 0,
         start_workers: bool = False,
+        cluster: Any = None,
         parent: QObject | None = None,
     ) -> None:
         app = QCoreApplication.instance()
@@ -298,12 +304,18 @@ class BackgroundTaskManager(QObject):
         self._safety_timer.setInterval(_SAFETY_POLL_MS)
         self._safety_timer.timeout.connect(self._drain)
 
-        self._processes = pool.ProcessBackend(
-            self.max_workers,
-            self._post,
-            max_tasks_per_child=max_tasks_per_child,
-            nice=worker_nice,
-        )
+        self._processes: Any
+        if cluster is not None:  # the same interface, on a Dask cluster
+            from .cluster import DaskBackend
+
+            self._processes = DaskBackend(cluster, self._post)
+        else:
+            self._processes = pool.ProcessBackend(
+                self.max_workers,
+                self._post,
+                max_tasks_per_child=max_tasks_per_child,
+                nice=worker_nice,
+            )
         self._threads = pool.ThreadBackend(io_workers, self._post)
         app.aboutToQuit.connect(self._on_about_to_quit)
         _live_managers.add(self)
@@ -313,10 +325,14 @@ class BackgroundTaskManager(QObject):
     # ------------------------------------------------------------------ singleton
     @classmethod
     def instance(cls) -> BackgroundTaskManager:
-        """The application-wide manager, created on first use."""
+        """The application-wide manager, created on first use.
+
+        It runs process tasks on the Dask cluster named by the environment variable
+        ``MOSAIC_PARALLEL_CLUSTER`` (a scheduler address), when that is set.
+        """
         current = cls._instance
         if current is None or current._shut_down:
-            current = cls._instance = cls()
+            current = cls._instance = cls(cluster=os.environ.get("MOSAIC_PARALLEL_CLUSTER") or None)
         return current
 
     # ------------------------------------------------------------------ submitting
