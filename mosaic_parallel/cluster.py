@@ -49,6 +49,10 @@ _FIRST_GENERATION = 1_000_000
 _DEFAULT_CAPACITY = 8
 #: Progress events a task keeps for its result (the live channel normally delivers them all).
 _KEPT_PROGRESS = 64
+#: Pickled results up to this size also travel with the live events (no extra fetch).
+_LIVE_RESULT_BYTES = 8 * 1024
+#: Seconds between two counts of the cluster's worker threads.
+_CAPACITY_CHECK_INTERVAL = 5.0
 
 
 # --------------------------------------------------------------------------- worker side
@@ -193,7 +197,9 @@ def _run_remote(topic: str, serial: int, payload: bytes) -> dict[str, Any]:
         worker._local.context = None
         _warn_local.caught = None
     done = (*done[:4], worker._fold_warnings(caught), done[5])
-    if done[2] == "cancelled":  # the key was released: this result is dropped, say it live
+    # A small outcome goes live too, which saves fetching the result; a cancelled task's
+    # key was released, so its result would be dropped and live is the only way.
+    if done[2] != "ok" or len(done[3]) <= _LIVE_RESULT_BYTES:
         send(done)
     events = sorted(kept + list(progress), key=lambda item: item[0])
     return {"attempt": attempt, "events": events, "done": done}
@@ -259,6 +265,7 @@ class DaskBackend:
         self._failed_upto = 0  # submissions queued up to this ticket fail with _failure
         self._failure: BaseException | None = None
         self._nthreads = 0
+        self._capacity_checked = 0.0
         self._closed = False
 
     # capacity ---------------------------------------------------------------
@@ -414,10 +421,15 @@ class DaskBackend:
             return None
         self._client = client
         self._failure = None
-        self._refresh_capacity()
+        self._refresh_capacity(force=True)
         return client
 
-    def _refresh_capacity(self) -> None:
+    def _refresh_capacity(self, force: bool = False) -> None:
+        """Count the cluster's worker threads (a round trip: at most every few seconds)."""
+        now = time.monotonic()
+        if not force and now - self._capacity_checked < _CAPACITY_CHECK_INTERVAL:
+            return
+        self._capacity_checked = now
         with contextlib.suppress(Exception):
             info = self._client.scheduler_info()
             self._nthreads = sum(w.get("nthreads", 1) for w in info["workers"].values())
@@ -542,16 +554,7 @@ class DaskBackend:
 
     def _settle(self, tracked: _Tracked, outcome: dict[str, Any]) -> None:
         """Post the events the live channel has not delivered, then ``done``."""
-        done = outcome["done"]
-        if done[2] == "ok":
-            try:
-                done = ("done", done[1], "ok", cloudpickle.loads(done[3]), done[4], done[5])
-            except Exception as exc:  # noqa: BLE001
-                message = (
-                    "the result could not be rebuilt in the GUI process: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                done = ("done", done[1], "error", message, done[4], done[5])
+        done = _rebuilt(outcome["done"])
         with self._lock:
             if self._tracked.get(tracked.serial) is not tracked:
                 return
@@ -580,9 +583,23 @@ class DaskBackend:
                 tracked.attempt, tracked.last = attempt, -1
             if number <= tracked.last:
                 return
-            tracked.last = number
-            if event[0] == "started":
-                tracked.started = True
-            elif event[0] == "done":
+            if event[0] == "done":
+                if number != tracked.last + 1:
+                    return  # an event went missing: the future's result settles the task
+                event = _rebuilt(event)
                 del self._tracked[serial]
+            elif event[0] == "started":
+                tracked.started = True
+            tracked.last = number
             self.post(("event", tracked.generation, event))
+
+
+def _rebuilt(done: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A ``done`` event with its result unpickled (or an error saying why it cannot be)."""
+    if done[2] != "ok":
+        return tuple(done)
+    try:
+        return ("done", done[1], "ok", cloudpickle.loads(done[3]), done[4], done[5])
+    except Exception as exc:  # noqa: BLE001
+        message = f"the result could not be rebuilt in the GUI process: {type(exc).__name__}: {exc}"
+        return ("done", done[1], "error", message, done[4], done[5])

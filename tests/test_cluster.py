@@ -181,6 +181,20 @@ def test_progress_messages_output_and_warnings(qtbot, on_cluster):
     )
 
 
+def big_result(n):
+    print("before the result")
+    return b"x" * n
+
+
+def test_large_result_is_fetched_with_its_output(qtbot, on_cluster):
+    rec = Recorder(on_cluster)
+    task_id = on_cluster.submit_task("big", big_result, args=(200_000,))
+    wait_done(qtbot, on_cluster, [task_id])
+    [(_, _, result)] = rec.of("task_completed", task_id)
+    assert result == b"x" * 200_000
+    assert on_cluster.get_task_output(task_id)["stdout"] == "before the result\n"
+
+
 def test_batch_max_concurrent(qtbot, on_cluster):
     rec = Recorder(on_cluster)
     tasks = [{"name": f"s{i}", "func": steps, "args": (4,)} for i in range(4)]

@@ -1,0 +1,70 @@
+"""Round trip of a tiny task through a Dask LocalCluster beside the local process pool.
+
+Run: ``python benchmarks/bench_cluster.py [--rounds 100]``. Both managers run in one
+process, one after the other, on the same machine; each task is submitted after the
+previous one's ``task_completed`` arrived, so the figure is latency, not throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def tiny(x: int) -> int:
+    return x + 1
+
+
+def round_trips(app, manager, rounds: int, warmup: int = 5) -> list[float]:
+    """Seconds from ``submit_task`` to ``task_completed``, one task at a time."""
+    done: list[float] = []
+    manager.task_completed.connect(lambda *_: done.append(time.perf_counter()))
+    seconds = []
+    for i in range(warmup + rounds):
+        before = len(done)
+        start = time.perf_counter()
+        manager.submit_task("tiny", tiny, args=(i,))
+        while len(done) == before:
+            app.processEvents()
+            time.sleep(0.0002)
+        if i >= warmup:
+            seconds.append(done[-1] - start)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=100)
+    args = parser.parse_args()
+
+    from distributed import LocalCluster
+    from qtpy.QtCore import QCoreApplication
+
+    from mosaic_parallel import BackgroundTaskManager
+
+    app = QCoreApplication.instance() or QCoreApplication([])
+    local = BackgroundTaskManager(max_workers=2, start_workers=True)
+    local_s = round_trips(app, local, args.rounds)
+    local.shutdown()
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as cluster:
+        remote = BackgroundTaskManager(cluster=cluster.scheduler_address, start_workers=True)
+        remote_s = round_trips(app, remote, args.rounds)
+        remote.shutdown()
+
+    lm, rm = statistics.median(local_s), statistics.median(remote_s)
+    print(f"tiny task round trip, median of {args.rounds} (after 5 warm-up tasks):")
+    print(f"  local process pool (2 workers):     {lm * 1000:7.2f} ms")
+    print(f"  Dask LocalCluster (2 worker procs): {rm * 1000:7.2f} ms")
+    print(f"  ratio cluster / local: {rm / lm:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
