@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/bench_cluster.py [--rounds 100]``. Both managers run in one
 process, one after the other, on the same machine; each task is submitted after the
-previous one's ``task_completed`` arrived, so the figure is latency, not throughput.
+previous one's ``task_completed`` arrived, so the figure is latency, not throughput. A plain
+``client.submit(f).result()`` on the same cluster is printed for reference (Dask's own floor).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
 
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
     from qtpy.QtCore import QCoreApplication
 
     from mosaic_parallel import BackgroundTaskManager
@@ -58,11 +59,20 @@ def main() -> None:
         remote = BackgroundTaskManager(cluster=cluster.scheduler_address, start_workers=True)
         remote_s = round_trips(app, remote, args.rounds)
         remote.shutdown()
+        with Client(cluster, set_as_default=False) as client:  # Dask alone, for reference
+            raw_s = []
+            for i in range(5 + args.rounds):
+                start = time.perf_counter()
+                client.submit(tiny, i, pure=False).result()
+                raw_s.append(time.perf_counter() - start)
+            raw_s = raw_s[5:]
 
     lm, rm = statistics.median(local_s), statistics.median(remote_s)
     print(f"tiny task round trip, median of {args.rounds} (after 5 warm-up tasks):")
     print(f"  local process pool (2 workers):     {lm * 1000:7.2f} ms")
     print(f"  Dask LocalCluster (2 worker procs): {rm * 1000:7.2f} ms")
+    print(f"  plain Dask client.submit().result() on the same cluster: "
+          f"{statistics.median(raw_s) * 1000:.2f} ms")
     print(f"  ratio cluster / local: {rm / lm:.1f}x")
 
 
