@@ -51,6 +51,8 @@ _DEFAULT_CAPACITY = 8
 _KEPT_PROGRESS = 64
 #: Pickled results up to this size also travel with the live events (no extra fetch).
 _LIVE_RESULT_BYTES = 8 * 1024
+#: Seconds ``shutdown(wait=True)`` waits for the backend thread to close the connection.
+_SHUTDOWN_WAIT = 5.0
 #: Seconds between two counts of the cluster's worker threads.
 _CAPACITY_CHECK_INTERVAL = 5.0
 
@@ -358,7 +360,8 @@ class DaskBackend:
         self._commands.put(("release", futures))
         self._commands.put(("shutdown",))
         if wait and thread is not None:
-            thread.join(self._timeout() + 10)
+            # Enough to close the connection politely; never wait out a connect timeout.
+            thread.join(_SHUTDOWN_WAIT)
 
     # the backend thread -----------------------------------------------------
     def _timeout(self) -> float:
@@ -461,7 +464,7 @@ class DaskBackend:
                 if tracked is None or tracked.generation != generation:
                     continue
                 if tracked.cancelling:  # cancelled before it was sent
-                    self._tracked.pop(serial, None)
+                    self._untrack(tracked)
                     self.post(("event", generation, ("done", serial, "cancelled", None, [], 0.0)))
                     continue
             future = client.submit(
@@ -486,7 +489,7 @@ class DaskBackend:
             for serial, _ in items:
                 tracked = self._tracked.get(serial)
                 if tracked is not None and tracked.generation == generation:
-                    del self._tracked[serial]
+                    self._untrack(tracked)
                     failed.append(serial)
         if failed:
             self.post(("chunk_done", generation, failed, error))
@@ -499,7 +502,7 @@ class DaskBackend:
             started = tracked.started
             future = tracked.future
             if not started:  # not begun (as far as we know): drop it and free its slot
-                del self._tracked[serial]
+                self._untrack(tracked)
                 self.post(
                     ("event", tracked.generation, ("done", serial, "cancelled", None, [], 0.0))
                 )
@@ -549,7 +552,7 @@ class DaskBackend:
         with self._lock:
             if self._tracked.get(tracked.serial) is not tracked:
                 return
-            del self._tracked[tracked.serial]
+            self._untrack(tracked)
         self.post(("chunk_done", tracked.generation, [tracked.serial], error))
 
     def _settle(self, tracked: _Tracked, outcome: dict[str, Any]) -> None:
@@ -558,12 +561,21 @@ class DaskBackend:
         with self._lock:
             if self._tracked.get(tracked.serial) is not tracked:
                 return
-            del self._tracked[tracked.serial]
+            self._untrack(tracked)
             fresh = outcome["attempt"] != tracked.attempt
             for number, event in outcome["events"]:
                 if fresh or number > tracked.last:
                     self.post(("event", tracked.generation, tuple(event)))
             self.post(("event", tracked.generation, done))
+
+    def _untrack(self, tracked: _Tracked) -> None:
+        """Forget a settled task (call with the lock held)."""
+        self._tracked.pop(tracked.serial, None)
+        serials = self._generations.get(tracked.generation)
+        if serials is not None:
+            serials.discard(tracked.serial)
+            if not serials:
+                del self._generations[tracked.generation]
 
     def _on_live_event(self, item: Any) -> None:
         """Topic handler, on the client's event-loop thread: post an event in order, once."""
@@ -587,7 +599,7 @@ class DaskBackend:
                 if number != tracked.last + 1:
                     return  # an event went missing: the future's result settles the task
                 event = _rebuilt(event)
-                del self._tracked[serial]
+                self._untrack(tracked)
             elif event[0] == "started":
                 tracked.started = True
             tracked.last = number

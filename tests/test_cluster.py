@@ -133,6 +133,8 @@ def test_completes_with_result_and_callback(qtbot, on_cluster):
     assert rec.of("task_completed", task_id) == [(task_id, "double", 42)]
     assert results == [42]
     assert on_cluster.task_info[task_id]["status"] == "completed"
+    backend = on_cluster._processes
+    assert backend.in_flight() == 0 and not backend._generations  # nothing left tracked
 
 
 def test_runs_on_the_cluster_and_io_stays_local(qtbot, on_cluster, cluster):
