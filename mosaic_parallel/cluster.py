@@ -393,6 +393,8 @@ class DaskBackend:
             except Exception as exc:  # noqa: BLE001 - the thread must go on serving
                 if what == "submit":
                     self._fail_items(command[2], command[3], exc)
+            # Hold no future while waiting: a held future pins its result on the cluster.
+            command = None  # type: ignore[assignment]
 
     def _connected(self, ticket: int) -> Any:
         """The live client, connecting first if needed; ``None`` after a failure."""

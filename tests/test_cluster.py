@@ -35,6 +35,15 @@ def _local_cluster(**options):
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _resource_tracker():
+    """Dask's worker processes start multiprocessing's resource tracker, a child process that
+    lives on: start it before any leftover-process check takes its snapshot."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A local Dask cluster shared by the tests of this module."""
