@@ -193,7 +193,8 @@ class BackgroundTaskManager(QObject):
         Start the worker processes now rather than at the first task.
     cluster
         Run process tasks on a Dask cluster instead: a scheduler address such as
-        ``"tcp://host:8786"`` or a ``distributed.Client`` (needs the ``cluster`` extra; see
+        ``"tcp://host:8786"``, a ``distributed.Client`` or a Dask cluster object such as
+        dask-jobqueue's ``SLURMCluster`` (needs the ``cluster`` extra; see
         :mod:`mosaic_parallel.cluster`). I/O tasks still run here. ``max_workers``,
         ``max_tasks_per_child`` and ``worker_nice`` then do not apply.
     parent

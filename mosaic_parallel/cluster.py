@@ -229,7 +229,9 @@ class DaskBackend:
     Parameters
     ----------
     cluster
-        The scheduler's address (``"tcp://host:8786"``) or a ``distributed.Client``.
+        The scheduler's address (``"tcp://host:8786"``), a ``distributed.Client`` (used, never
+        closed), or a cluster object such as ``LocalCluster`` or dask-jobqueue's
+        ``SLURMCluster`` (its ``scheduler_address`` is used).
     post
         Called from any thread with ``("event", gen, event)``, ``("chunk_done", gen,
         serials, error)`` and ``("gen_closed", gen, {})``.
@@ -247,12 +249,19 @@ class DaskBackend:
 
     def __init__(self, cluster: Any, post: Post, *, connect_timeout: float | None = None) -> None:
         self.post = post
+        self._user_client: Any = None
         if isinstance(cluster, str):
             self.address: str = cluster
-            self._user_client: Any = None
-        else:
+        elif hasattr(cluster, "subscribe_topic"):  # a distributed.Client
             self._user_client = cluster
             self.address = str(getattr(cluster.scheduler, "address", None) or cluster)
+        elif isinstance(getattr(cluster, "scheduler_address", None), str):  # a cluster object
+            self.address = cluster.scheduler_address
+        else:
+            raise TypeError(
+                "cluster must be a scheduler address, a distributed.Client or a Dask cluster "
+                f"object, not {type(cluster).__name__}"
+            )
         self.connect_timeout = connect_timeout
         self.topic = f"mosaic-parallel-{uuid.uuid4().hex}"
         self._client: Any = None

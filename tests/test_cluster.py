@@ -323,7 +323,16 @@ def test_lost_connection_fails_running_tasks_clearly(qtbot, make_manager, own_cl
     assert "connection to the Dask scheduler" in error and "lost" in error
 
 
-def test_accepts_a_client_and_the_environment_variable(qtbot, make_manager, cluster, monkeypatch):
+def test_accepts_a_cluster_object_a_client_and_the_environment_variable(
+    qtbot, make_manager, cluster, monkeypatch
+):
+    with pytest.raises(TypeError, match="cluster must be"):
+        make_manager(cluster=42)
+    manager = make_manager(cluster=cluster)  # the LocalCluster object itself
+    task_id = manager.submit_task("double", double, args=(3,))
+    wait_done(qtbot, manager, [task_id])
+    assert manager.task_info[task_id]["status"] == "completed"
+
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         manager = make_manager(cluster=client)
         task_id = manager.submit_task("double", double, args=(4,))
@@ -333,6 +342,7 @@ def test_accepts_a_client_and_the_environment_variable(qtbot, make_manager, clus
         assert client.status == "running"  # the user's client is left open
 
     monkeypatch.setenv("MOSAIC_PARALLEL_CLUSTER", cluster.scheduler_address)
+    monkeypatch.setattr(BackgroundTaskManager, "_instance", None)  # whatever other tests made
     singleton = BackgroundTaskManager.instance()
     try:
         from mosaic_parallel.cluster import DaskBackend
