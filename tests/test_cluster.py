@@ -25,9 +25,9 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 def _local_cluster(**options):
     options.setdefault("scheduler_port", 0)
+    options.setdefault("n_workers", 2)
+    options.setdefault("threads_per_worker", 1)
     return distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",  # tests running side by side each get a port
@@ -368,3 +368,49 @@ def test_shutdown_releases_tasks_on_the_cluster(qtbot, make_manager, cluster):
                     if str(k).startswith("mosaic-parallel-")]
 
         qtbot.waitUntil(lambda: not ours_left(), timeout=15_000)
+
+
+def interleaved(label, n):
+    for i in range(n):
+        print(f"{label} {i}")
+        print(f"{label} err {i}", file=sys.stderr)
+        warnings.warn(f"from {label}")
+        time.sleep(0.01)
+    return label
+
+
+def test_two_tasks_in_one_worker_process_keep_their_output_apart(
+    qtbot, make_manager, own_cluster
+):
+    local = own_cluster(n_workers=1, threads_per_worker=2)
+    manager = make_manager(cluster=local.scheduler_address)
+    rec = Recorder(manager)
+    ids = {label: manager.submit_task(label, interleaved, args=(label, 30)) for label in "AB"}
+    wait_done(qtbot, manager, list(ids.values()))
+    pids = {manager._tasks[t].pid for t in ids.values()}
+    assert len(pids) == 1  # one worker process ran both, in two threads
+    kinds = [e[0] for e in rec.events if e[0] in ("task_started", "task_completed")]
+    assert kinds[:2] == ["task_started", "task_started"]  # they ran at the same time
+    for label, task_id in ids.items():
+        assert manager.task_info[task_id]["status"] == "completed"
+        output = manager.get_task_output(task_id)
+        assert output["stdout"] == "".join(f"{label} {i}\n" for i in range(30))
+        assert output["stderr"] == "".join(f"{label} err {i}\n" for i in range(30))
+        assert [w[2] for w in rec.of("task_warning", task_id)] == [
+            f"UserWarning: from {label} (repeated 30 times)"
+        ]
+
+
+def test_task_that_cannot_be_rebuilt_on_the_worker_fails_clearly(
+    qtbot, on_cluster, tmp_path, monkeypatch
+):
+    (tmp_path / "only_here_module.py").write_text("def f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here_module
+
+    rec = Recorder(on_cluster)
+    task_id = on_cluster.submit_task("only here", only_here_module.f)
+    wait_done(qtbot, on_cluster, [task_id])
+    [(_, _, error)] = rec.of("task_failed", task_id)
+    assert "could not be rebuilt on the Dask worker" in error
+    assert "only_here_module" in error
