@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib.util
 import itertools
 import os
 import queue
@@ -248,6 +249,11 @@ class DaskBackend:
     """
 
     def __init__(self, cluster: Any, post: Post, *, connect_timeout: float | None = None) -> None:
+        if importlib.util.find_spec("distributed") is None:
+            raise ImportError(
+                "running tasks on a Dask cluster needs dask.distributed: "
+                'pip install "mosaic-parallel[cluster]"'
+            )
         self.post = post
         self._user_client: Any = None
         if isinstance(cluster, str):
