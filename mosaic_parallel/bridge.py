@@ -208,6 +208,12 @@ class BackgroundTaskManager(QObject):
         still get all the CPU they can use. 0 leaves their priority as it is.
     start_workers
         Start the worker processes now rather than at the first task.
+    cluster
+        Run process tasks on a Dask cluster instead: a scheduler address such as
+        ``"tcp://host:8786"``, a ``distributed.Client`` or a Dask cluster object such as
+        dask-jobqueue's ``SLURMCluster`` (needs the ``cluster`` extra; see
+        :mod:`mosaic_parallel.cluster`). I/O tasks still run here. ``max_workers``,
+        ``max_tasks_per_child`` and ``worker_nice`` then do not apply.
     parent
         Qt parent object.
 
@@ -267,6 +273,7 @@ class BackgroundTaskManager(QObject):
         output_limit: int = OUTPUT_LIMIT,
         worker_nice: int = 10,
         start_workers: bool = False,
+        cluster: Any = None,
         parent: QObject | None = None,
     ) -> None:
         app = QCoreApplication.instance()
@@ -317,12 +324,18 @@ class BackgroundTaskManager(QObject):
         self._safety_timer.setInterval(_SAFETY_POLL_MS)
         self._safety_timer.timeout.connect(self._drain)
 
-        self._processes = pool.ProcessBackend(
-            self.max_workers,
-            self._post,
-            max_tasks_per_child=max_tasks_per_child,
-            nice=worker_nice,
-        )
+        self._processes: pool.Backend
+        if cluster is not None:  # the same interface, on a Dask cluster
+            from .cluster import DaskBackend
+
+            self._processes = DaskBackend(cluster, self._post)
+        else:
+            self._processes = pool.ProcessBackend(
+                self.max_workers,
+                self._post,
+                max_tasks_per_child=max_tasks_per_child,
+                nice=worker_nice,
+            )
         self._threads = pool.ThreadBackend(io_workers, self._post)
         app.aboutToQuit.connect(self._on_about_to_quit)
         _live_managers.add(self)
@@ -332,10 +345,14 @@ class BackgroundTaskManager(QObject):
     # ------------------------------------------------------------------ singleton
     @classmethod
     def instance(cls) -> BackgroundTaskManager:
-        """The application-wide manager, created on first use."""
+        """The application-wide manager, created on first use.
+
+        It runs process tasks on the Dask cluster named by the environment variable
+        ``MOSAIC_PARALLEL_CLUSTER`` (a scheduler address), when that is set.
+        """
         current = cls._instance
         if current is None or current._shut_down:
-            current = cls._instance = cls()
+            current = cls._instance = cls(cluster=os.environ.get("MOSAIC_PARALLEL_CLUSTER") or None)
         return current
 
     # ------------------------------------------------------------------ submitting

@@ -32,7 +32,7 @@ import types
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Protocol
 
 from . import transfer, worker
 
@@ -133,8 +133,8 @@ class _Generation:
             except Exception:  # a message cut short by a killed worker
                 continue
             for one in event if isinstance(event, list) else (event,):
-                if one[0] == "done" and one[2] == "ok":
-                    one = _unpickle_result(one)
+                if one[0] == "done":
+                    one = transfer.rebuild_done(one)
                 post(("event", self.number, one))
         exitcodes = {pid: p.exitcode for pid, p in list(self.processes.items())}
         post(("gen_closed", self.number, exitcodes))
@@ -175,14 +175,39 @@ class _Generation:
         return list(self.processes)
 
 
-def _unpickle_result(event: worker.Event) -> worker.Event:
-    """Rebuild a result on the reader thread, so that the GUI thread never unpickles."""
-    _, serial, _, data, warnings, seconds = event
-    try:
-        return ("done", serial, "ok", transfer.decode(data), warnings, seconds)
-    except Exception as exc:
-        message = f"the result could not be rebuilt in the GUI process: {type(exc).__name__}: {exc}"
-        return ("done", serial, "error", message, warnings, seconds)
+class Backend(Protocol):
+    """What the bridge needs of a backend for process tasks (local pool or cluster)."""
+
+    #: Replace a worker after this many messages; chunks of tiny tasks are off when set.
+    max_tasks_per_child: int | None
+
+    @property
+    def capacity(self) -> int:
+        """Chunks that may be in flight at once."""
+
+    def in_flight(self) -> int:
+        """Chunks handed over and not yet returned."""
+
+    def start(self) -> int:
+        """Start workers ahead of the first task."""
+
+    def submit(self, items: Sequence[tuple[int, bytes]]) -> int:
+        """Run a chunk of ``(serial, payload)``; returns the generation it went to."""
+
+    def request_cancel(self, serial: int) -> None:
+        """Ask a task to stop at its next ``report_progress``, or not to start."""
+
+    def kill_worker(self, number: int, pid: int) -> bool:
+        """Stop the worker running a task; its generation then closes."""
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of local workers (empty for a cluster)."""
+
+    def forget(self, number: int) -> None:
+        """Drop a closed generation."""
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop every worker."""
 
 
 class ProcessBackend:

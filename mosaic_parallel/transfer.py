@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["SHARED_MEMORY_THRESHOLD", "decode", "encode"]
+__all__ = ["SHARED_MEMORY_THRESHOLD", "decode", "encode", "encode_inline", "rebuild_done"]
 
 #: Buffers at least this large (bytes) travel through shared memory.
 SHARED_MEMORY_THRESHOLD = 1 << 20
@@ -56,6 +56,26 @@ def encode(obj: Any, *, shared_memory: bool = True) -> Encoded:
         else:
             parts.append(raw.tobytes())
     return main, parts
+
+
+def encode_inline(obj: Any) -> Encoded:
+    """:func:`encode` without shared memory, for a worker on another machine."""
+    return encode(obj, shared_memory=False)
+
+
+def rebuild_done(event: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A worker's ``done`` event with its result decoded, or an error saying why it could not be.
+
+    It runs on a reader thread, so that the GUI thread never unpickles.
+    """
+    _, serial, kind, data, caught, seconds = event
+    if kind != "ok":
+        return tuple(event)
+    try:
+        return ("done", serial, "ok", decode(data), caught, seconds)
+    except Exception as exc:
+        message = f"the result could not be rebuilt in the GUI process: {type(exc).__name__}: {exc}"
+        return ("done", serial, "error", message, caught, seconds)
 
 
 def decode(encoded: Encoded) -> Any:
