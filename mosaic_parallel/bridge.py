@@ -704,7 +704,9 @@ class BackgroundTaskManager(QObject):
                     self._fail(task, task.kill_reason, [])
             elif task.status == RUNNING and code is not None and code not in (0, -signal.SIGTERM):
                 culprit_found = True
-                self._fail(task, f"WorkerDied: the worker process running this task {_how(code)}", [])
+                self._fail(
+                    task, f"WorkerDied: the worker process running this task died: it {_how(code)}", []
+                )
             elif task.status == RUNNING and task.attempts >= 2:
                 self._fail(
                     task,
@@ -811,8 +813,8 @@ class BackgroundTaskManager(QObject):
     def _chunk_size(self) -> int:
         """Tasks per message to a worker: one, unless tasks are known to be tiny."""
         avg = self._avg_seconds
-        if avg is None or avg > 0.002:
-            return 1
+        if avg is None or avg > 0.002 or self._processes.max_tasks_per_child is not None:
+            return 1  # a worker's task limit counts messages, so recycling needs one each
         queued = sum(len(lane) for lane in self._lanes[False].values())
         return max(1, min(64, queued // self._processes.capacity))
 

@@ -72,6 +72,7 @@ class _TaskContext:
         self._lock = threading.Lock()
         self._last_sent = 0.0
         self._last_check = 0.0
+        self._last_output = 0.0
         self._pending_progress: tuple[float, int, int] | None = None
         self._output: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_size: dict[str, int] = {"stdout": 0, "stderr": 0}
@@ -113,12 +114,17 @@ class _TaskContext:
         with self._lock:
             self._output[stream].append(text)
             self._output_size[stream] += len(text)
-            if self._output_size[stream] > OUTPUT_TAIL_CHARS:
+            if self._output_size[stream] > 2 * OUTPUT_TAIL_CHARS:  # trim with slack: O(1) a write
                 joined = "".join(self._output[stream])
                 self._dropped[stream] += len(joined) - OUTPUT_TAIL_CHARS
                 self._output[stream] = [joined[-OUTPUT_TAIL_CHARS:]]
                 self._output_size[stream] = OUTPUT_TAIL_CHARS
-            if self._output_size[stream] >= _OUTPUT_FLUSH_CHARS:
+            # Big writes go out early, but at most once per flush interval: a task that
+            # prints faster than that keeps only the tail (the watch thread flushes it).
+            if (
+                self._output_size[stream] >= _OUTPUT_FLUSH_CHARS
+                and time.monotonic() - self._last_output >= _FLUSH_INTERVAL
+            ):
                 self._flush_output_locked(stream)
 
     def _flush_output_locked(self, stream: str) -> None:
@@ -130,6 +136,7 @@ class _TaskContext:
             self._dropped[stream] = 0
         self._output[stream] = []
         self._output_size[stream] = 0
+        self._last_output = time.monotonic()
         self._send(("output", self.serial, stream, text))
 
     def flush(self) -> None:

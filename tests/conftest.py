@@ -19,7 +19,23 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """Child processes, except multiprocessing's resource tracker.
+
+    The tracker is one helper per interpreter, shared by every pool; it exits with the
+    interpreter, and the tests of interpreter exit check that it does.
+    """
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.pid != tracker}
+
+
+def _describe(pid: int) -> str:
+    try:
+        p = psutil.Process(pid)
+        return f"{p.status()} {' '.join(p.cmdline())[:200]}"
+    except psutil.Error as exc:
+        return str(exc)
 
 
 def wait_for_no_children(before: set[int], timeout: float = 10.0) -> set[int]:
@@ -51,12 +67,74 @@ def make_manager(qapp):
     for manager in made:
         manager.shutdown(wait=True)
     left = wait_for_no_children(before)
+    info = {pid: _describe(pid) for pid in left}
     for pid in left:
         psutil.Process(pid).kill()
-    assert not left, f"child processes left behind: {left}"
+    assert not left, f"child processes left behind: {left}: {info}"
 
 
 @pytest.fixture
 def manager(make_manager):
     """A manager with two worker processes."""
     return make_manager()
+
+
+SIGNALS = (
+    "task_queued",
+    "task_started",
+    "task_progress",
+    "task_message",
+    "task_output",
+    "task_completed",
+    "task_failed",
+    "task_cancelled",
+    "task_warning",
+    "running_tasks",
+)
+TERMINAL_SIGNALS = ("task_completed", "task_failed", "task_cancelled")
+
+
+class Recorder:
+    """Records every signal of a manager, in order, as (signal, *args) tuples."""
+
+    def __init__(self, manager) -> None:
+        self.manager = manager
+        self.log: list[tuple] = []
+        for name in SIGNALS:
+            getattr(manager, name).connect(lambda *args, _n=name: self.log.append((_n, *args)))
+
+    def of(self, task_id: str) -> list[tuple]:
+        """The signals of one task (running_tasks excluded)."""
+        return [e for e in self.log if e[0] != "running_tasks" and e[1] == task_id]
+
+    def names(self, task_id: str) -> list[str]:
+        return [e[0] for e in self.of(task_id)]
+
+    def terminal(self, task_id: str) -> list[tuple]:
+        return [e for e in self.of(task_id) if e[0] in TERMINAL_SIGNALS]
+
+    def counts(self) -> list[int]:
+        return [e[1] for e in self.log if e[0] == "running_tasks"]
+
+    def finished(self, *task_ids: str) -> bool:
+        return all(self.terminal(t) for t in task_ids)
+
+    def wait(self, qtbot, *task_ids: str, timeout: float = 30.0) -> None:
+        """Wait until every given task has its terminal signal."""
+        qtbot.waitUntil(lambda: self.finished(*task_ids), timeout=int(timeout * 1000))
+
+    def result(self, task_id: str):
+        (entry,) = self.terminal(task_id)
+        assert entry[0] == "task_completed", entry
+        return entry[3]
+
+    def error(self, task_id: str) -> str:
+        (entry,) = self.terminal(task_id)
+        assert entry[0] == "task_failed", entry
+        return entry[3]
+
+
+@pytest.fixture
+def record():
+    """``record(manager)`` starts recording a manager's signals."""
+    return Recorder
