@@ -133,7 +133,7 @@ class DemoWindow(QMainWindow):
         splitter.addWidget(left)
         splitter.addWidget(self.monitor)
         splitter.addWidget(right)
-        splitter.setSizes([170, 660, 370])
+        splitter.setSizes([170, 630, 400])
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.addWidget(splitter)
@@ -225,7 +225,7 @@ class DemoWindow(QMainWindow):
                 pix = QPixmap()
                 pix.loadFromData(data, "PNG")
                 label.setPixmap(pix.scaledToWidth(
-                    160, Qt.TransformationMode.SmoothTransformation))
+                    150, Qt.TransformationMode.SmoothTransformation))
         after = result["summary_after"]
         cells[1].setToolTip(f"{after['vertices']} vertices, {after['faces']} faces, "
                             f"watertight: {after['watertight']}")
