@@ -208,6 +208,7 @@ class TaskMonitor(QWidget):
             return
         row.started = time.time()
         self._set_status(row, "running")
+        self._update_elapsed(row)
         if not self._clock.isActive():
             self._clock.start()
 
@@ -218,6 +219,7 @@ class TaskMonitor(QWidget):
         row.progress.setRange(0, 100)
         row.progress.setValue(int(round(fraction * 100)))
         row.progress.setFormat(f"{cur}/{tot}" if tot else "%p%")
+        self._update_elapsed(row)
         self._refresh_batches()
 
     def _on_message(self, task_id: str, name: str, message: str) -> None:
@@ -249,13 +251,13 @@ class TaskMonitor(QWidget):
             row.cancel.setEnabled(False)
         self._update_elapsed(row)
         self._refresh_batches()
-        if not any(r.status == "running" for r in self._rows.values()):
-            self._clock.stop()
 
     def _tick(self) -> None:
-        for row in self._rows.values():
-            if row.status == "running":
-                self._update_elapsed(row)
+        running = [row for row in self._rows.values() if row.status == "running"]
+        for row in running:
+            self._update_elapsed(row)
+        if not running:
+            self._clock.stop()
 
     # ------------------------------------------------------------------ rows
     def _add_row(self, task_id: str, name: str, info: dict[str, Any] | None) -> None:

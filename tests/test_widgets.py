@@ -76,6 +76,7 @@ def test_task_monitor_rows_batches_cancel_output_and_clear(qtbot, manager, monit
     assert mid["step 0"]["status"] == "running"
     assert mid["step 0"]["message"].startswith("step ")
     assert mid["step 0"]["cancel_enabled"]
+    assert mid["step 0"]["elapsed"].endswith(" s")  # shown from the start, not after a tick
     assert mid["step 1"]["status"] == "queued" and mid["step 2"]["status"] == "queued"
     batch = monitor.batch_state()[batch_id]
     assert 0 < batch["value"] < 100 and "0/3 finished" in batch["label"]

@@ -133,6 +133,11 @@ class DemoRun(QObject):
         record["status"], record["stage"] = PROCESSING, "process"
         mesh_out = str(self.out_dir / "meshes") if self.out_dir is not None else None
         mesh.name = key
+        if getattr(self.manager, "is_shut_down", False):
+            record["status"], record["error"] = CANCELLED, "the manager was shut down"
+            self.mesh_finished.emit(key, record)
+            self._maybe_finish()
+            return
         self.manager.submit_task_batch(
             [{
                 "name": f"process {key}",
@@ -185,7 +190,8 @@ class DemoRun(QObject):
     def _maybe_finish(self) -> None:
         if any(r["status"] not in (COMPLETED, FAILED, CANCELLED) for r in self.records.values()):
             return
-        if self.want_contact_sheet and self.records and "" not in self._task_keys.values():
+        if (self.want_contact_sheet and self.records and "" not in self._task_keys.values()
+                and not getattr(self.manager, "is_shut_down", False)):
             rows = []
             for record in self.records.values():
                 result = record["result"] or {}
@@ -195,11 +201,15 @@ class DemoRun(QObject):
                     "after_png": result.get("after_png"),
                     "error": record["error"],
                 })
-            task_id = self.manager.submit_task(
-                "contact sheet", contact_sheet_png, self._sheet_done, args=(rows,)
-            )
-            self._task_keys[task_id] = ""
-            return
+            try:
+                task_id = self.manager.submit_task(
+                    "contact sheet", contact_sheet_png, self._sheet_done, args=(rows,)
+                )
+            except RuntimeError as exc:  # the manager was shut down meanwhile
+                self.contact_sheet_error = str(exc)
+            else:
+                self._task_keys[task_id] = ""
+                return
         self._done()
 
     def _sheet_done(self, png: bytes) -> None:

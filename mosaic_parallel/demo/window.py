@@ -81,7 +81,9 @@ class DemoWindow(QMainWindow):
 
         # left: inputs
         self.mesh_list = QListWidget()
-        self.add_mesh(bundled_mesh_path(), checked=not meshes)
+        bundled = bundled_mesh_path()
+        if not any(Path(p).resolve() == bundled.resolve() for p in meshes):
+            self.add_mesh(bundled, checked=not meshes)
         for path in meshes:
             self.add_mesh(path, checked=True)
         open_button = QPushButton("Open…")
