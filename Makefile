@@ -32,3 +32,12 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache .mypy_cache .ruff_cache
+
+# Documentation (docs/_build/html) with warnings as errors, and lint: ruff and mypy.
+docs: $(STAMP)
+	$(PY) -m sphinx -E -W --keep-going -b html docs docs/_build/html
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,18 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 OUTPUT_LIMIT = 1_000_000
 _TICK_BUDGET = 0.004  # seconds of signal work per event-loop turn
 _SAFETY_POLL_MS = 1000
+
+
+def _warn_about_broken_binding() -> None:
+    import qtpy
+
+    if qtpy.API_NAME == "PySide6" and getattr(qtpy, "PYSIDE_VERSION", "") == "6.12.0":
+        warnings.warn(
+            "PySide6 6.12.0 drops a reference to True on every signal emit and aborts the "
+            "interpreter after a few hundred signals; use PySide6 6.11.3 or a later release.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _usable_cpus() -> int:
@@ -264,6 +277,7 @@ class BackgroundTaskManager(QObject):
             raise ValueError(f"io_workers must be at least 1, not {io_workers}")
         if max_tasks_per_child is not None and max_tasks_per_child < 1:
             raise ValueError(f"max_tasks_per_child must be at least 1, not {max_tasks_per_child}")
+        _warn_about_broken_binding()
         super().__init__(parent)
         self.max_workers = max_workers or _usable_cpus()
         self.cancel_grace = float(cancel_grace)
@@ -661,7 +675,7 @@ class BackgroundTaskManager(QObject):
             if task.status == RUNNING:
                 self.task_output.emit(task.task_id, stream, text)
         elif what == "done":
-            _, _, outcome, data, warnings, seconds = event
+            _, _, outcome, data, caught, seconds = event
             self._release(task)
             self._barren_breaks = 0
             if not task.is_io:
@@ -670,9 +684,9 @@ class BackgroundTaskManager(QObject):
             if task.status in TERMINAL:
                 return
             if outcome == "ok":
-                self._complete(task, data, warnings)
+                self._complete(task, data, caught)
             elif outcome == "error":
-                self._fail(task, data, warnings)
+                self._fail(task, data, caught)
             else:
                 self._finish(task, CANCELLED)
 
@@ -893,7 +907,7 @@ class BackgroundTaskManager(QObject):
             self._running += 1 if after else -1
             self.running_tasks.emit(self._running)
 
-    def _complete(self, task: _Task, result: Any, warnings: list[str]) -> None:
+    def _complete(self, task: _Task, result: Any, caught: list[str]) -> None:
         self._finish(task, COMPLETED, result=result)
         if task.callback is not None:
             try:
@@ -904,13 +918,13 @@ class BackgroundTaskManager(QObject):
                     task.name,
                     f"the callback raised {type(exc).__name__}: {exc}",
                 )
-        for text in warnings:
+        for text in caught:
             self.task_warning.emit(task.task_id, task.name, text)
 
-    def _fail(self, task: _Task, error: str, warnings: list[str]) -> None:
+    def _fail(self, task: _Task, error: str, caught: list[str]) -> None:
         task.error = error
         self._finish(task, FAILED)
-        for text in warnings:
+        for text in caught:
             self.task_warning.emit(task.task_id, task.name, text)
 
     def _finish(self, task: _Task, status: str, result: Any = None) -> None:

@@ -8,8 +8,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", os.environ.get("PYTEST_QT_API", "pyqt6"))
 os.environ.setdefault("PYTEST_QT_API", os.environ["QT_API"])
 
-import psutil  # noqa: E402
-import pytest  # noqa: E402
+import psutil
+import pytest
 
 
 def pytest_report_header(config: pytest.Config) -> str:
