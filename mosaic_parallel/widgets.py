@@ -8,7 +8,7 @@ and public methods (``task_info``, ``cancel_task``, ``get_task_output``,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from qtpy.QtCore import Qt, QTimer
@@ -44,6 +44,7 @@ class _Row:
     progress: QProgressBar | None = None
     cancel: QPushButton | None = None
     output: QPushButton | None = None
+    items: dict[int, QTableWidgetItem] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,9 +57,11 @@ class _BatchRow:
 
 
 class TaskMonitor(QWidget):
-    """One row per task (name, status, progress, latest message, elapsed time, a cancel
-    button and the captured output on demand), one progress bar per batch, and a
-    "Clear finished" button.
+    """A table of a manager's tasks, with a progress bar per batch.
+
+    One row per task shows its name, status, progress, latest message, elapsed time, a
+    cancel button and its captured output on demand; a "Clear finished" button forgets
+    finished tasks.
 
     Parameters
     ----------
@@ -69,8 +72,9 @@ class TaskMonitor(QWidget):
     """
 
     COLUMNS = ("Task", "Status", "Progress", "Message", "Elapsed", "", "")
-    (COL_NAME, COL_STATUS, COL_PROGRESS, COL_MESSAGE, COL_ELAPSED, COL_CANCEL,
-     COL_OUTPUT) = range(7)
+    (COL_NAME, COL_STATUS, COL_PROGRESS, COL_MESSAGE, COL_ELAPSED, COL_CANCEL, COL_OUTPUT) = range(
+        7
+    )
 
     def __init__(self, manager: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -94,16 +98,24 @@ class TaskMonitor(QWidget):
         layout.addLayout(self.batch_area)
         self.table = QTableWidget(0, len(self.COLUMNS), self)
         self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.verticalHeader().setVisible(False)
+        vertical = self.table.verticalHeader()
+        if vertical is not None:
+            vertical.setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         hh = self.table.horizontalHeader()
-        hh.setSectionResizeMode(self.COL_MESSAGE, QHeaderView.ResizeMode.Stretch)
-        hh.setMinimumSectionSize(40)
-        for col, width in ((self.COL_NAME, 120), (self.COL_STATUS, 76),
-                           (self.COL_PROGRESS, 96), (self.COL_MESSAGE, 200),
-                           (self.COL_ELAPSED, 56), (self.COL_CANCEL, 60),
-                           (self.COL_OUTPUT, 60)):
+        if hh is not None:
+            hh.setSectionResizeMode(self.COL_MESSAGE, QHeaderView.ResizeMode.Stretch)
+            hh.setMinimumSectionSize(40)
+        for col, width in (
+            (self.COL_NAME, 120),
+            (self.COL_STATUS, 76),
+            (self.COL_PROGRESS, 96),
+            (self.COL_MESSAGE, 200),
+            (self.COL_ELAPSED, 56),
+            (self.COL_CANCEL, 60),
+            (self.COL_OUTPUT, 60),
+        ):
             self.table.setColumnWidth(col, width)
         layout.addWidget(self.table, 1)
 
@@ -129,16 +141,21 @@ class TaskMonitor(QWidget):
         return list(self._order)
 
     def row_state(self, task_id: str) -> dict[str, Any]:
-        """What the row of ``task_id`` shows: name, status, progress (0-100), message,
-        elapsed text, and whether the cancel button is enabled."""
+        """What the row of ``task_id`` shows.
+
+        Returns
+        -------
+        dict
+            ``name``, ``status``, ``progress`` (0-100), ``message``, ``elapsed`` (text)
+            and ``cancel_enabled``.
+        """
         row = self._rows[task_id]
-        r = self._order.index(task_id)
         return {
-            "name": self.table.item(r, self.COL_NAME).text(),
-            "status": self.table.item(r, self.COL_STATUS).text(),
+            "name": row.items[self.COL_NAME].text(),
+            "status": row.items[self.COL_STATUS].text(),
             "progress": row.progress.value() if row.progress is not None else 0,
-            "message": self.table.item(r, self.COL_MESSAGE).text(),
-            "elapsed": self.table.item(r, self.COL_ELAPSED).text(),
+            "message": row.items[self.COL_MESSAGE].text(),
+            "elapsed": row.items[self.COL_ELAPSED].text(),
             "cancel_enabled": bool(row.cancel is not None and row.cancel.isEnabled()),
         }
 
@@ -217,7 +234,7 @@ class TaskMonitor(QWidget):
         if row is None or row.progress is None:
             return
         row.progress.setRange(0, 100)
-        row.progress.setValue(int(round(fraction * 100)))
+        row.progress.setValue(round(fraction * 100))
         row.progress.setFormat(f"{cur}/{tot}" if tot else "%p%")
         self._update_elapsed(row)
         self._refresh_batches()
@@ -269,11 +286,17 @@ class TaskMonitor(QWidget):
         self._order.append(task_id)
         r = self.table.rowCount()
         self.table.insertRow(r)
-        for col, text in ((self.COL_NAME, name), (self.COL_STATUS, "queued"),
-                          (self.COL_MESSAGE, ""), (self.COL_ELAPSED, "")):
-            self.table.setItem(r, col, QTableWidgetItem(text))
-        self.table.item(r, self.COL_NAME).setToolTip(
-            f"{task_id}" + (f" (batch {batch_id})" if batch_id else "")
+        for col, text in (
+            (self.COL_NAME, name),
+            (self.COL_STATUS, "queued"),
+            (self.COL_MESSAGE, ""),
+            (self.COL_ELAPSED, ""),
+        ):
+            item = row.items[col] = QTableWidgetItem(text)
+            self.table.setItem(r, col, item)
+        row.items[self.COL_NAME].setToolTip(
+            f"{task_id}"
+            + (f" (batch {batch_id})" if batch_id else "")
             + (" - I/O thread" if info and info.get("is_io") else "")
         )
         row.progress = QProgressBar()
@@ -315,7 +338,7 @@ class TaskMonitor(QWidget):
         return batch
 
     def _item(self, task_id: str, col: int) -> QTableWidgetItem:
-        return self.table.item(self._order.index(task_id), col)
+        return self._rows[task_id].items[col]
 
     def _set_status(self, row: _Row, status: str) -> None:
         row.status = status
@@ -340,7 +363,7 @@ class TaskMonitor(QWidget):
                     finished += 1
                 elif row.progress is not None:
                     done += row.progress.value() / 100
-            batch.bar.setValue(int(round(100 * done / total)) if total else 0)
+            batch.bar.setValue(round(100 * done / total) if total else 0)
             batch.label.setText(f"batch {batch.batch_id}: {finished}/{total} finished")
 
     def _refresh_summary(self) -> None:
@@ -351,6 +374,4 @@ class TaskMonitor(QWidget):
             self.summary_label.setText("No tasks")
             return
         order = ("running", "queued", "completed", "failed", "cancelled")
-        self.summary_label.setText(
-            ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
-        )
+        self.summary_label.setText(", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)))

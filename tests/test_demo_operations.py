@@ -75,7 +75,7 @@ def test_igea_triangle_strips_load_as_triangles():
     mesh = load_mesh(MESHES / "igea.ply")
     assert len(mesh.vertices) == 134345
     assert len(mesh.faces) > 200_000
-    assert 0 <= mesh.faces.min() and mesh.faces.max() < len(mesh.vertices)
+    assert mesh.faces.min() >= 0 and mesh.faces.max() < len(mesh.vertices)
     assert any("triangle strip" in note for note in mesh.notes)
     assert trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).is_winding_consistent
 
@@ -162,7 +162,8 @@ def test_signed_distance_grid_is_positive_inside(sphere):
 def test_process_mesh_writes_and_summarizes(tmp_path):
     mesh = load_mesh(bundled_mesh_path())
     result = process_mesh(
-        mesh, OPERATIONS,
+        mesh,
+        OPERATIONS,
         {"target_faces": 1000, "sdf_resolution": 6, "sample_count": 100, "render_faces": 800},
         str(tmp_path),
     )

@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("trimesh")
 
-from mosaic_parallel.demo.runner import DemoRun  # noqa: E402
+from test_demo_operations import MESHES, needs_meshes, write_bad_inputs
 
-from test_demo_operations import MESHES, needs_meshes, write_bad_inputs  # noqa: E402
+from mosaic_parallel.demo.runner import DemoRun
 
 #: Small settings so that the exhaustive run stays quick on 2 workers.
 SMALL = {
@@ -92,14 +92,19 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", COLUMNS="160")
     return subprocess.run(
         [sys.executable, "-m", "mosaic_parallel", "demo", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=150,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
 
 
 @pytest.mark.timeout(200)
 def test_cli_headless_on_the_bundled_mesh(tmp_path):
-    proc = _cli(["--headless", "--out", "out", "--workers", "2", "--target-faces", "1500"],
-                tmp_path)
+    proc = _cli(
+        ["--headless", "--out", "out", "--workers", "2", "--target-faces", "1500"], tmp_path
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "spot" in proc.stdout and "completed" in proc.stdout
     out = tmp_path / "out"
@@ -113,8 +118,20 @@ def test_cli_headless_on_the_bundled_mesh(tmp_path):
 def test_cli_exit_status_1_lists_the_failure(tmp_path):
     from mosaic_parallel.demo import bundled_mesh_path
 
-    proc = _cli(["--headless", "--out", "out", "--workers", "1", "--operations", "decimate",
-                 str(bundled_mesh_path()), str(tmp_path / "absent.stl")], tmp_path)
+    proc = _cli(
+        [
+            "--headless",
+            "--out",
+            "out",
+            "--workers",
+            "1",
+            "--operations",
+            "decimate",
+            str(bundled_mesh_path()),
+            str(tmp_path / "absent.stl"),
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "mesh file not found" in proc.stdout
     assert "1 of 2 mesh(es) failed" in proc.stdout
@@ -125,3 +142,36 @@ def test_cli_rejects_unknown_operations(tmp_path):
     proc = _cli(["--headless", "--operations", "explode"], tmp_path)
     assert proc.returncode == 2
     assert "unknown operations" in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_shutting_the_manager_down_mid_run_ends_the_run(qtbot, make_manager, tmp_path):
+    from mosaic_parallel.demo import bundled_mesh_path
+
+    manager = make_manager(max_workers=1)
+    run = DemoRun(manager, [bundled_mesh_path()] * 3, options=SMALL, out_dir=tmp_path)
+    started: list[str] = []
+    manager.task_started.connect(lambda tid, name: started.append(name))
+    run.start()
+    qtbot.waitUntil(lambda: any(n.startswith("process ") for n in started), timeout=60_000)
+    with qtbot.waitSignal(run.finished, timeout=30_000):
+        manager.shutdown(wait=True)
+    statuses = [r["status"] for r in run.records.values()]
+    assert "cancelled" in statuses
+    assert set(statuses) <= {"completed", "cancelled"}
+    assert run.contact_sheet is None  # nothing is submitted to a manager that is shut down
+    assert json.loads((tmp_path / "summary.json").read_text())["succeeded"] is False
+
+
+def test_cli_without_a_display_runs_headless(tmp_path):
+    env_display = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mosaic_parallel", "demo", "--out", "o", "--operations", "sample"],
+        cwd=tmp_path,
+        env={**env_display, "QT_QPA_PLATFORM": "offscreen", "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "o" / "summary.json").is_file()

@@ -1,17 +1,20 @@
-"""The demo window under offscreen Qt: it stays responsive during a run, shows results as
-they arrive, and renders mid-run to a PNG that shows the rows and bars it should."""
+"""The demo window under offscreen Qt: responsive during a run, results as they arrive.
+
+It also renders mid-run to a PNG that shows the rows and bars it should.
+"""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
 
 pytest.importorskip("trimesh")
 
-from test_demo_operations import MESHES  # noqa: E402
-from test_demo_run import SMALL  # noqa: E402
-from test_widgets import image_stats, states  # noqa: E402
+from test_demo_operations import MESHES
+from test_demo_run import SMALL
+from test_widgets import image_stats, states
 
 
 def mesh_paths():
@@ -66,10 +69,11 @@ def test_window_stays_responsive_and_fills_the_contact_sheet(qtbot, window):
     first = min(s[0] for s in process_spans.values())
     last = max(s[1] for s in process_spans.values())
     during = [t for t in beats if first <= t <= last]
-    gaps = [b - a for a, b in zip(during, during[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
     print(
         f"\nheartbeat during the geometry batch ({last - first:.2f} s): {len(during)} beats, "
-        f"longest gap {max(gaps) * 1000:.0f} ms, median {sorted(gaps)[len(gaps) // 2] * 1000:.0f} ms"
+        f"longest gap {max(gaps) * 1000:.0f} ms, "
+        f"median {sorted(gaps)[len(gaps) // 2] * 1000:.0f} ms"
     )
     # the GUI thread kept turning while workers did the geometry: the heartbeat kept
     # firing all through the batch (no stall as long as the batch itself)
@@ -78,8 +82,9 @@ def test_window_stays_responsive_and_fills_the_contact_sheet(qtbot, window):
 
     # every mesh has its before/after pictures in the contact sheet
     for key, cells in window.result_labels.items():
-        assert all(label.pixmap() is not None and not label.pixmap().isNull()
-                   for label in cells), key
+        assert all(label.pixmap() is not None and not label.pixmap().isNull() for label in cells), (
+            key
+        )
     assert window.run_button.isEnabled()
     assert "processed" in window.status_label.text()
 

@@ -38,9 +38,7 @@ def image_stats(path: Path) -> tuple[int, int, int]:
     image = QImage(str(path))
     assert not image.isNull(), path
     colours = {
-        image.pixel(x, y)
-        for x in range(0, image.width(), 7)
-        for y in range(0, image.height(), 7)
+        image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)
     }
     return image.width(), image.height(), len(colours)
 
@@ -63,8 +61,10 @@ def monitor(qtbot, manager):
 @pytest.mark.timeout(90)
 def test_task_monitor_rows_batches_cancel_output_and_clear(qtbot, manager, monitor, tmp_path):
     batch_id = manager.submit_task_batch(
-        [{"name": f"step {i}", "func": stepping, "args": (10, 0.15, f"task {i}")}
-         for i in range(3)],
+        [
+            {"name": f"step {i}", "func": stepping, "args": (10, 0.15, f"task {i}")}
+            for i in range(3)
+        ],
         max_concurrent=1,
     )
     bad = manager.submit_task("bad one", failing)
@@ -95,8 +95,9 @@ def test_task_monitor_rows_batches_cancel_output_and_clear(qtbot, manager, monit
     assert not states(monitor)["endless"]["cancel_enabled"]
 
     qtbot.waitUntil(
-        lambda: all(s["status"] in ("completed", "failed", "cancelled")
-                    for s in states(monitor).values()),
+        lambda: all(
+            s["status"] in ("completed", "failed", "cancelled") for s in states(monitor).values()
+        ),
         timeout=60_000,
     )
     end = states(monitor)

@@ -1,7 +1,10 @@
-"""Regenerate the README images: ``python docs/images/make_images.py`` (offscreen Qt).
+"""Regenerate the README images (offscreen Qt).
+
+Run ``python docs/images/make_images.py``.
 
 Writes ``demo_window.png`` (the demo window mid-run on the bundled mesh, a copy of it and a
-missing file, with one worker) and ``contact_sheet.png`` (the headless demo's contact sheet of the bundled mesh).
+missing file, with one worker) and ``contact_sheet.png`` (the headless demo's contact sheet
+of the bundled mesh).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
+    """Render both images into this folder."""
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 

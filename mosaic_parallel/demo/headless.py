@@ -17,20 +17,34 @@ from rich.table import Table
 from .operations import OPERATIONS
 from .runner import DemoRun
 
-__all__ = ["run_headless", "results_table"]
+__all__ = ["results_table", "run_headless"]
 
 
 def results_table(run: DemoRun) -> Table:
     """A rich table of a finished run: one row per mesh, failures with their reason."""
     table = Table(title="mosaic_parallel demo: results")
-    for column in ("mesh", "status", "faces in -> out", "watertight", "area", "seconds",
-                   "output / reason"):
+    for column in (
+        "mesh",
+        "status",
+        "faces in -> out",
+        "watertight",
+        "area",
+        "seconds",
+        "output / reason",
+    ):
         table.add_column(column, overflow="fold")
     for record in run.records.values():
         result = record["result"]
         if result is None:
-            table.add_row(record["name"], f"[red]{record['status']}[/red]", "", "", "", "",
-                          f"[red]{record['error']}[/red]")
+            table.add_row(
+                record["name"],
+                f"[red]{record['status']}[/red]",
+                "",
+                "",
+                "",
+                "",
+                f"[red]{record['error']}[/red]",
+            )
             continue
         before, after = result["summary_before"], result["summary_after"]
         table.add_row(
@@ -40,8 +54,9 @@ def results_table(run: DemoRun) -> Table:
             f"{before['watertight']} -> {after['watertight']}",
             f"{after['area']:.4g}",
             f"{result['seconds']:.2f}",
-            "; ".join(([Path(result["output"]).name] if result["output"] else [])
-                      + list(result["notes"])),
+            "; ".join(
+                ([Path(result["output"]).name] if result["output"] else []) + list(result["notes"])
+            ),
         )
     return table
 

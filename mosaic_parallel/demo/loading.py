@@ -172,9 +172,7 @@ def load_mesh(path: str | Path) -> LoadedMesh:
         if problems:
             raise MeshLoadError(f"{path.name}: " + "; ".join(problems))
         if not re.search(r"^\s*v\s", text, flags=re.MULTILINE):
-            raise MeshLoadError(
-                f"{path.name} is not an OBJ mesh: it has no vertex ('v ...') lines"
-            )
+            raise MeshLoadError(f"{path.name} is not an OBJ mesh: it has no vertex ('v ...') lines")
     if suffix == ".ply":
         try:
             loaded = _read_ply(path)
@@ -187,8 +185,7 @@ def load_mesh(path: str | Path) -> LoadedMesh:
             mesh = trimesh.load(str(path), skip_materials=True, process=False)
         except Exception as exc:
             raise MeshLoadError(
-                f"could not read {path.name} as {suffix[1:].upper()}: "
-                f"{type(exc).__name__}: {exc}"
+                f"could not read {path.name} as {suffix[1:].upper()}: {type(exc).__name__}: {exc}"
             ) from exc
         if isinstance(mesh, trimesh.Scene):
             if not any(isinstance(g, trimesh.Trimesh) for g in mesh.geometry.values()):

@@ -18,16 +18,16 @@ from ..worker import report_progress
 from .loading import LoadedMesh
 
 __all__ = [
-    "OPERATIONS",
     "DEFAULT_OPTIONS",
-    "to_trimesh",
-    "summarize",
-    "taubin_smooth",
+    "OPERATIONS",
     "decimate",
-    "vertex_curvature",
+    "process_mesh",
     "sample_points",
     "signed_distance_grid",
-    "process_mesh",
+    "summarize",
+    "taubin_smooth",
+    "to_trimesh",
+    "vertex_curvature",
 ]
 
 Progress = Callable[[float, str | None], None]
@@ -67,8 +67,8 @@ def summarize(mesh: Any) -> dict[str, Any]:
     mesh = to_trimesh(mesh)
     watertight = bool(mesh.is_watertight)
     return {
-        "vertices": int(len(mesh.vertices)),
-        "faces": int(len(mesh.faces)),
+        "vertices": len(mesh.vertices),
+        "faces": len(mesh.faces),
         "watertight": watertight,
         "area": float(mesh.area),
         "volume": float(mesh.volume) if watertight else None,
@@ -77,7 +77,10 @@ def summarize(mesh: Any) -> dict[str, Any]:
 
 
 def taubin_smooth(
-    mesh: Any, iterations: int = 10, lamb: float = 0.5, nu: float = 0.53,
+    mesh: Any,
+    iterations: int = 10,
+    lamb: float = 0.5,
+    nu: float = 0.53,
     progress: Progress = _noop,
 ) -> Any:
     """Taubin (shrink-free) smoothing; returns a smoothed copy.
@@ -156,7 +159,10 @@ def sample_points(mesh: Any, count: int = 2000, seed: int = 0) -> np.ndarray:
 
 
 def signed_distance_grid(
-    mesh: Any, resolution: int = 16, padding: float = 0.1, chunk: int = 512,
+    mesh: Any,
+    resolution: int = 16,
+    padding: float = 0.1,
+    chunk: int = 512,
     progress: Progress = _noop,
 ) -> dict[str, np.ndarray]:
     """Signed distance to the surface on a regular grid around the mesh.
@@ -263,7 +269,7 @@ def process_mesh(
             p = stage(f"decimating to {opts['target_faces']} faces")
             faces_before = len(current.faces)
             current = decimate(current, opts["target_faces"], progress=p)
-            stats[op] = {"faces_before": faces_before, "faces_after": int(len(current.faces))}
+            stats[op] = {"faces_before": faces_before, "faces_after": len(current.faces)}
         elif op == "smooth":
             p = stage(f"Taubin smoothing, {opts['smooth_iterations']} iterations")
             smoothed = taubin_smooth(current, opts["smooth_iterations"], progress=p)
@@ -282,7 +288,7 @@ def process_mesh(
             p = stage(f"sampling {opts['sample_count']} surface points")
             points = sample_points(current, opts["sample_count"])
             p(1.0, None)
-            stats[op] = {"count": int(len(points)), "centroid": points.mean(axis=0).tolist()}
+            stats[op] = {"count": len(points), "centroid": points.mean(axis=0).tolist()}
         elif op == "sdf":
             r = opts["sdf_resolution"]
             p = stage(f"signed distance on a {r}^3 grid")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..worker import report_progress
 
-__all__ = ["render_mesh_png", "contact_sheet_png"]
+__all__ = ["contact_sheet_png", "render_mesh_png"]
 
 
 def _figure(width: float, height: float, dpi: int) -> Any:
@@ -91,9 +91,7 @@ def render_mesh_png(
     return _png(fig)
 
 
-def contact_sheet_png(
-    rows: Sequence[dict[str, Any]], *, cell: float = 2.2, dpi: int = 80
-) -> bytes:
+def contact_sheet_png(rows: Sequence[dict[str, Any]], *, cell: float = 2.2, dpi: int = 80) -> bytes:
     """Compose before/after renderings into one PNG, one row per mesh.
 
     Parameters
@@ -110,11 +108,25 @@ def contact_sheet_png(
     for i, row in enumerate(rows):
         report_progress((i + 1) / n, current=i + 1, total=n)
         top = 1 - i / n
-        fig.text(0.01, top - 0.5 / n, row.get("name", "?"), fontsize=9, va="center",
-                 weight="bold", wrap=True)
+        fig.text(
+            0.01,
+            top - 0.5 / n,
+            row.get("name", "?"),
+            fontsize=9,
+            va="center",
+            weight="bold",
+            wrap=True,
+        )
         if row.get("error"):
-            fig.text(0.22, top - 0.5 / n, "FAILED: " + str(row["error"])[:90], fontsize=7,
-                     va="center", color="firebrick", wrap=True)
+            fig.text(
+                0.22,
+                top - 0.5 / n,
+                "FAILED: " + str(row["error"])[:90],
+                fontsize=7,
+                va="center",
+                color="firebrick",
+                wrap=True,
+            )
             continue
         for j, key in enumerate(("before_png", "after_png")):
             data = row.get(key)

@@ -1,5 +1,7 @@
-"""Drives one demo run through a manager: load each mesh (I/O task), process it (a batch of
-process tasks with ``max_concurrent``), then compose the contact sheet (a process task).
+"""Drives one demo run through a manager: load, process, compose the contact sheet.
+
+Each mesh is loaded by an I/O task, then processed by a process task of one batch with
+``max_concurrent``; the contact sheet is a last process task.
 
 Shared by the headless command and the demo window; it uses only the manager's public
 signals and methods.
@@ -23,7 +25,12 @@ from .rendering import contact_sheet_png
 __all__ = ["DemoRun", "first_line", "unique_keys"]
 
 PENDING, LOADING, PROCESSING, COMPLETED, FAILED, CANCELLED = (
-    "pending", "loading", "processing", "completed", "failed", "cancelled"
+    "pending",
+    "loading",
+    "processing",
+    "completed",
+    "failed",
+    "cancelled",
 )
 
 
@@ -96,9 +103,16 @@ class DemoRun(QObject):
         self.want_contact_sheet = contact_sheet
         self.batch_id = f"demo-{uuid.uuid4().hex[:8]}"
         self.records: dict[str, dict[str, Any]] = {
-            key: {"name": key, "path": str(path), "status": PENDING, "stage": None,
-                  "error": None, "task_id": None, "result": None}
-            for key, path in zip(unique_keys(paths), paths)
+            key: {
+                "name": key,
+                "path": str(path),
+                "status": PENDING,
+                "stage": None,
+                "error": None,
+                "task_id": None,
+                "result": None,
+            }
+            for key, path in zip(unique_keys(paths), paths, strict=True)
         }
         self.contact_sheet: bytes | None = None
         self.contact_sheet_error: str | None = None
@@ -115,7 +129,9 @@ class DemoRun(QObject):
         for key, record in self.records.items():
             record["status"], record["stage"] = LOADING, "load"
             task_id = self.manager.submit_io_task(
-                f"load {key}", load_mesh, functools.partial(self._loaded, key),
+                f"load {key}",
+                load_mesh,
+                functools.partial(self._loaded, key),
                 args=(record["path"],),
             )
             record["task_id"] = task_id
@@ -139,12 +155,14 @@ class DemoRun(QObject):
             self._maybe_finish()
             return
         self.manager.submit_task_batch(
-            [{
-                "name": f"process {key}",
-                "func": process_mesh,
-                "args": (mesh, self.operations, self.options, mesh_out),
-                "callback": functools.partial(self._processed, key),
-            }],
+            [
+                {
+                    "name": f"process {key}",
+                    "func": process_mesh,
+                    "args": (mesh, self.operations, self.options, mesh_out),
+                    "callback": functools.partial(self._processed, key),
+                }
+            ],
             max_concurrent=self.max_concurrent,
             batch_id=self.batch_id,
         )
@@ -190,17 +208,23 @@ class DemoRun(QObject):
     def _maybe_finish(self) -> None:
         if any(r["status"] not in (COMPLETED, FAILED, CANCELLED) for r in self.records.values()):
             return
-        if (self.want_contact_sheet and self.records and "" not in self._task_keys.values()
-                and not getattr(self.manager, "is_shut_down", False)):
+        if (
+            self.want_contact_sheet
+            and self.records
+            and "" not in self._task_keys.values()
+            and not getattr(self.manager, "is_shut_down", False)
+        ):
             rows = []
             for record in self.records.values():
                 result = record["result"] or {}
-                rows.append({
-                    "name": record["name"],
-                    "before_png": result.get("before_png"),
-                    "after_png": result.get("after_png"),
-                    "error": record["error"],
-                })
+                rows.append(
+                    {
+                        "name": record["name"],
+                        "before_png": result.get("before_png"),
+                        "after_png": result.get("after_png"),
+                        "error": record["error"],
+                    }
+                )
             try:
                 task_id = self.manager.submit_task(
                     "contact sheet", contact_sheet_png, self._sheet_done, args=(rows,)
@@ -220,8 +244,10 @@ class DemoRun(QObject):
         if self.is_finished:
             return
         self.is_finished = True
-        for signal, slot in ((self.manager.task_failed, self._on_failed),
-                             (self.manager.task_cancelled, self._on_cancelled)):
+        for signal, slot in (
+            (self.manager.task_failed, self._on_failed),
+            (self.manager.task_cancelled, self._on_cancelled),
+        ):
             try:
                 signal.disconnect(slot)
             except (RuntimeError, TypeError):
@@ -243,9 +269,9 @@ class DemoRun(QObject):
             entry = {k: record[k] for k in ("name", "path", "status", "stage", "error")}
             result = record["result"]
             if result is not None:
-                entry.update({
-                    k: v for k, v in result.items() if k not in ("before_png", "after_png")
-                })
+                entry.update(
+                    {k: v for k, v in result.items() if k not in ("before_png", "after_png")}
+                )
             meshes.append(entry)
         return {
             "operations": self.operations,
@@ -256,8 +282,10 @@ class DemoRun(QObject):
         }
 
     def write_outputs(self, out_dir: Path) -> None:
-        """Write ``summary.json`` and ``contact_sheet.png`` (processed meshes are written
-        by the workers into ``meshes/``)."""
+        """Write ``summary.json`` and ``contact_sheet.png`` into ``out_dir``.
+
+        The processed meshes are written by the workers, into ``out_dir/meshes``.
+        """
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
         if self.contact_sheet is not None:

@@ -1,5 +1,8 @@
-"""The demo window: pick meshes and operations, run them in the background, watch the
-:class:`~mosaic_parallel.widgets.TaskMonitor`, and see before/after renderings arrive."""
+"""The demo window: pick meshes and operations, run them, watch them, see the results.
+
+A :class:`~mosaic_parallel.widgets.TaskMonitor` shows the tasks; before/after renderings
+arrive in a contact sheet beside it.
+"""
 
 from __future__ import annotations
 
@@ -45,8 +48,10 @@ _LABELS = {
 
 
 class DemoWindow(QMainWindow):
-    """Mesh list (bundled + "Open..."), operation choices, a run button, a TaskMonitor
-    and a contact sheet that fills in as results arrive.
+    """The demo's main window: meshes, operations, Run, a TaskMonitor and results.
+
+    The mesh list holds the bundled mesh plus "Open..."; the contact sheet fills in as
+    results arrive.
 
     Parameters
     ----------
@@ -160,7 +165,7 @@ class DemoWindow(QMainWindow):
         out = []
         for i in range(self.mesh_list.count()):
             item = self.mesh_list.item(i)
-            if item.checkState() == Qt.CheckState.Checked:
+            if item is not None and item.checkState() == Qt.CheckState.Checked:
                 out.append(str(item.data(Qt.ItemDataRole.UserRole)))
         return out
 
@@ -182,8 +187,7 @@ class DemoWindow(QMainWindow):
             return None
         options = {**self.options, "target_faces": self.target_faces.value()}
         self._clear_sheet()
-        run = DemoRun(self.manager, meshes, self.selected_operations(), options, None,
-                      parent=self)
+        run = DemoRun(self.manager, meshes, self.selected_operations(), options, None, parent=self)
         run.mesh_finished.connect(self._show_result)
         run.finished.connect(self._run_done)
         self.run = run
@@ -208,8 +212,9 @@ class DemoWindow(QMainWindow):
     def _clear_sheet(self) -> None:
         while self.sheet_layout.count():
             item = self.sheet_layout.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.result_labels.clear()
 
     def _show_result(self, key: str, record: dict[str, Any]) -> None:
@@ -218,19 +223,21 @@ class DemoWindow(QMainWindow):
             return
         result = record.get("result")
         if result is None:
-            cells[0].setText(f"<span style='color:firebrick'>{record['status']}: "
-                             f"{record['error']}</span>")
+            cells[0].setText(
+                f"<span style='color:firebrick'>{record['status']}: {record['error']}</span>"
+            )
             cells[0].setWordWrap(True)
             return
-        for label, data in zip(cells, (result["before_png"], result["after_png"])):
+        for label, data in zip(cells, (result["before_png"], result["after_png"]), strict=True):
             if data:
                 pix = QPixmap()
                 pix.loadFromData(data, "PNG")
-                label.setPixmap(pix.scaledToWidth(
-                    150, Qt.TransformationMode.SmoothTransformation))
+                label.setPixmap(pix.scaledToWidth(150, Qt.TransformationMode.SmoothTransformation))
         after = result["summary_after"]
-        cells[1].setToolTip(f"{after['vertices']} vertices, {after['faces']} faces, "
-                            f"watertight: {after['watertight']}")
+        cells[1].setToolTip(
+            f"{after['vertices']} vertices, {after['faces']} faces, "
+            f"watertight: {after['watertight']}"
+        )
 
     def _run_done(self, records: dict[str, Any]) -> None:
         run = self.run
@@ -241,7 +248,8 @@ class DemoWindow(QMainWindow):
             self.status_label.setText(f"Finished: {ok} of {len(records)} mesh(es) processed.")
             self.run_finished.emit(run)
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: Any) -> None:
+        """Cancel the current run when the window closes."""
         self.cancel_run()
         super().closeEvent(event)
 
