@@ -20,11 +20,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BackgroundTaskManager",
     "TaskCancelled",
+    "__version__",
     "report_progress",
     "submit_io_task",
     "submit_task",
     "submit_task_batch",
-    "__version__",
 ]
 
 

@@ -1,5 +1,6 @@
-"""The Qt bridge: ``BackgroundTaskManager`` keeps the task table on the GUI thread and turns
-what the pool backends report into Qt signals there.
+"""The Qt bridge: ``BackgroundTaskManager`` turns what the pool backends report into Qt signals.
+
+It keeps the task table on the GUI thread and emits every signal there.
 
 Backends call ``_post`` from their own threads; ``_post`` appends to an inbox and wakes the
 GUI thread through a queued signal. ``_drain`` then handles the inbox in slices of a few
@@ -20,6 +21,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -67,7 +69,7 @@ def _usable_cpus() -> int:
 class _Tail:
     """The last ``limit`` characters written to one stream."""
 
-    __slots__ = ("parts", "size", "limit")
+    __slots__ = ("limit", "parts", "size")
 
     def __init__(self, limit: int) -> None:
         self.parts: list[str] = []
@@ -201,7 +203,9 @@ class BackgroundTaskManager(QObject):
     output_limit
         Characters of stdout and of stderr kept per task (the tail).
     worker_nice
-        Added to the worker processes' niceness, so the GUI wins the CPU (0: unchanged).
+        Added to the worker processes' niceness (default 10), so that the GUI thread wins
+        the CPU when workers saturate every core; on an otherwise idle machine workers
+        still get all the CPU they can use. 0 leaves their priority as it is.
     start_workers
         Start the worker processes now rather than at the first task.
     parent
@@ -261,7 +265,7 @@ class BackgroundTaskManager(QObject):
         resubmit_on_crash: bool = True,
         max_finished: int = 1000,
         output_limit: int = OUTPUT_LIMIT,
-        worker_nice: int = 0,
+        worker_nice: int = 10,
         start_workers: bool = False,
         parent: QObject | None = None,
     ) -> None:
@@ -294,6 +298,7 @@ class BackgroundTaskManager(QObject):
         }
         self._finished_order: collections.deque[str] = collections.deque()
         self._serials = itertools.count(1)
+        self._token = uuid.uuid4().hex[:8]  # task ids of two managers never collide
         self._running = 0
         self._io_in_flight = 0
         self._avg_seconds: float | None = None
@@ -304,7 +309,7 @@ class BackgroundTaskManager(QObject):
 
         self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake_pending = False
-        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
+        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg,unused-ignore]
         self._deadline_timer = QTimer(self)
         self._deadline_timer.setSingleShot(True)
         self._deadline_timer.timeout.connect(self._check_deadlines)
@@ -474,7 +479,7 @@ class BackgroundTaskManager(QObject):
         serial = next(self._serials)
         task = _Task(
             serial=serial,
-            task_id=f"task-{serial}-{uuid.uuid4().hex[:8]}",
+            task_id=f"task-{serial}-{self._token}",
             name=str(name),
             func=func,
             args=tuple(args),
@@ -534,8 +539,10 @@ class BackgroundTaskManager(QObject):
         return sum(self.cancel_task(task_id) for task_id in ids)
 
     def get_task_output(self, task_id: str) -> dict[str, str]:
-        """The captured ``{"stdout": ..., "stderr": ...}`` of a task (the last
-        ``output_limit`` characters of each); empty strings for an unknown task."""
+        """The captured ``{"stdout": ..., "stderr": ...}`` of a task.
+
+        Each holds the last ``output_limit`` characters; both are empty for an unknown task.
+        """
         task = self._tasks.get(task_id)
         if task is None:
             return {"stdout": "", "stderr": ""}
@@ -691,7 +698,7 @@ class BackgroundTaskManager(QObject):
                 self._finish(task, CANCELLED)
 
     def _on_chunk_done(self, generation: int, serials: list[int], error: Any) -> None:
-        if error is None or isinstance(error, pool.BrokenProcessPool):
+        if error is None or isinstance(error, BrokenProcessPool):
             return  # results come as events; a broken pool is settled when it closes
         text = f"{type(error).__name__}: {error}"
         for serial in serials:
@@ -719,7 +726,9 @@ class BackgroundTaskManager(QObject):
             elif task.status == RUNNING and code is not None and code not in (0, -signal.SIGTERM):
                 culprit_found = True
                 self._fail(
-                    task, f"WorkerDied: the worker process running this task died: it {_how(code)}", []
+                    task,
+                    f"WorkerDied: the worker process running this task died: it {_how(code)}",
+                    [],
                 )
             elif task.status == RUNNING and task.attempts >= 2:
                 self._fail(
@@ -796,9 +805,7 @@ class BackgroundTaskManager(QObject):
 
     def _io_future_done(self, serial: int, future: Any) -> None:
         """Thread-pool callback: only a future that did not run the task needs a word."""
-        error = (
-            RuntimeError("cancelled at shutdown") if future.cancelled() else future.exception()
-        )
+        error = RuntimeError("cancelled at shutdown") if future.cancelled() else future.exception()
         if error is not None:
             self._post(("chunk_done", pool.IO_GENERATION, [serial], error))
 
@@ -812,9 +819,12 @@ class BackgroundTaskManager(QObject):
                 del lanes[batch_id]
                 continue
             batch = self._batches.get(batch_id) if batch_id is not None else None
-            if batch is not None and batch.max_concurrent is not None:
-                if batch.active >= batch.max_concurrent:
-                    continue
+            if (
+                batch is not None
+                and batch.max_concurrent is not None
+                and batch.active >= batch.max_concurrent
+            ):
+                continue
             task = lane.popleft()
             if not lane:
                 del lanes[batch_id]
@@ -972,9 +982,11 @@ def _how(code: int | None) -> str:
 def _unpicklable_message(task: _Task, exc: BaseException) -> str:
     """Name what could not be pickled: the function or the first argument that fails."""
     culprit = "its function"
-    for label, value in [("function", task.func)] + [
-        (f"argument {i}", a) for i, a in enumerate(task.args)
-    ] + [(f"keyword argument {k!r}", v) for k, v in task.kwargs.items()]:
+    for label, value in (
+        [("function", task.func)]
+        + [(f"argument {i}", a) for i, a in enumerate(task.args)]
+        + [(f"keyword argument {k!r}", v) for k, v in task.kwargs.items()]
+    ):
         try:
             cloudpickle.dumps(value)
         except Exception:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["submit_task", "submit_task_batch", "submit_io_task"]
+__all__ = ["submit_io_task", "submit_task", "submit_task_batch"]
 
 
 def _manager() -> Any:
@@ -15,8 +15,11 @@ def _manager() -> Any:
 
 
 def submit_task(
-    name: str, func: Callable[..., Any], callback: Callable[[Any], Any] | None = None,
-    *args: Any, **kwargs: Any,
+    name: str,
+    func: Callable[..., Any],
+    callback: Callable[[Any], Any] | None = None,
+    *args: Any,
+    **kwargs: Any,
 ) -> str:
     """Run ``func(*args, **kwargs)`` in a worker process of the application-wide manager.
 
@@ -26,8 +29,11 @@ def submit_task(
 
 
 def submit_io_task(
-    name: str, func: Callable[..., Any], callback: Callable[[Any], Any] | None = None,
-    *args: Any, **kwargs: Any,
+    name: str,
+    func: Callable[..., Any],
+    callback: Callable[[Any], Any] | None = None,
+    *args: Any,
+    **kwargs: Any,
 ) -> str:
     """Run ``func(*args, **kwargs)`` on an I/O thread of the application-wide manager.
 
@@ -43,4 +49,6 @@ def submit_task_batch(
 
     See :meth:`BackgroundTaskManager.submit_task_batch`.
     """
-    return str(_manager().submit_task_batch(tasks, max_concurrent=max_concurrent, batch_id=batch_id))
+    return str(
+        _manager().submit_task_batch(tasks, max_concurrent=max_concurrent, batch_id=batch_id)
+    )

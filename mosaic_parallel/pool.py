@@ -29,14 +29,12 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import cloudpickle
-
-from . import worker
+from . import transfer, worker
 
 Post = Callable[[tuple[Any, ...]], None]
 
@@ -74,7 +72,7 @@ class _SpawnProcess(multiprocessing.context.SpawnProcess):
 
 
 class _SpawnContext(multiprocessing.context.SpawnContext):
-    Process = _SpawnProcess  # type: ignore[assignment]
+    Process = _SpawnProcess
 
 
 SPAWN = _SpawnContext()
@@ -91,11 +89,11 @@ class _Executor(ProcessPoolExecutor):
     def _adjust_process_count(self) -> None:
         manager = getattr(self, "_executor_manager_thread", None)
         if threading.current_thread() is manager:
-            processes = self._processes  # type: ignore[attr-defined]
+            processes = self._processes
             if processes is not None and len(processes) < self._max_workers:  # type: ignore[attr-defined]
                 self._spawn_process()  # type: ignore[attr-defined]
             return
-        super()._adjust_process_count()  # type: ignore[misc]
+        super()._adjust_process_count()
 
 
 # --------------------------------------------------------------------------- generations
@@ -117,7 +115,7 @@ class _Generation:
             initargs=(self.channel, backend.cancel_flags, os.getpid(), backend.nice),
             max_tasks_per_child=backend.max_tasks_per_child,
         )
-        self.processes: dict[int, Any] = self.executor._processes  # type: ignore[attr-defined]
+        self.processes: MutableMapping[int, Any] = self.executor._processes
         self.in_flight = 0
         self.retiring = False
         self.reader = threading.Thread(
@@ -134,9 +132,10 @@ class _Generation:
                 break
             except Exception:  # a message cut short by a killed worker
                 continue
-            if event[0] == "done" and event[2] == "ok":
-                event = _unpickle_result(event)
-            post(("event", self.number, event))
+            for one in event if isinstance(event, list) else (event,):
+                if one[0] == "done" and one[2] == "ok":
+                    one = _unpickle_result(one)
+                post(("event", self.number, one))
         exitcodes = {pid: p.exitcode for pid, p in list(self.processes.items())}
         post(("gen_closed", self.number, exitcodes))
 
@@ -167,7 +166,7 @@ class _Generation:
                     p.join(5)
         # Every writer is gone: closing ours lets the reader drain the rest and see EOF.
         with contextlib.suppress(Exception):
-            self.channel._writer.close()
+            self.channel._writer.close()  # type: ignore[attr-defined]
         self.reader.join()
         with contextlib.suppress(Exception):
             self.channel.close()
@@ -180,12 +179,9 @@ def _unpickle_result(event: worker.Event) -> worker.Event:
     """Rebuild a result on the reader thread, so that the GUI thread never unpickles."""
     _, serial, _, data, warnings, seconds = event
     try:
-        return ("done", serial, "ok", cloudpickle.loads(data), warnings, seconds)
+        return ("done", serial, "ok", transfer.decode(data), warnings, seconds)
     except Exception as exc:
-        message = (
-            "the result could not be rebuilt in the GUI process: "
-            f"{type(exc).__name__}: {exc}"
-        )
+        message = f"the result could not be rebuilt in the GUI process: {type(exc).__name__}: {exc}"
         return ("done", serial, "error", message, warnings, seconds)
 
 
@@ -232,6 +228,7 @@ class ProcessBackend:
         return 2 * self.max_workers
 
     def in_flight(self) -> int:
+        """Chunks handed to the current generation and not yet returned."""
         gen = self._current
         return gen.in_flight if gen is not None and not gen.retiring else 0
 
@@ -278,11 +275,7 @@ class ProcessBackend:
     def _chunk_done(self, gen: _Generation, serials: list[int], future: Future[Any]) -> None:
         with self._lock:
             gen.in_flight -= 1
-        error: BaseException | None = None
-        if future.cancelled():
-            error = RuntimeError("cancelled")
-        else:
-            error = future.exception()
+        error = RuntimeError("cancelled") if future.cancelled() else future.exception()
         if isinstance(error, BrokenProcessPool):
             # The executor terminates the other workers itself (SIGTERM), which tells
             # them apart from the one that died first.
@@ -306,6 +299,7 @@ class ProcessBackend:
             gen.retire(kill=False)
 
     def forget(self, number: int) -> None:
+        """Drop a closed generation."""
         self._generations.pop(number, None)
 
     # cancellation -----------------------------------------------------------
@@ -326,6 +320,7 @@ class ProcessBackend:
         return True
 
     def worker_pids(self) -> list[int]:
+        """Process ids of the workers of every generation still open."""
         return [pid for gen in list(self._generations.values()) for pid in gen.pids()]
 
     # shutdown ---------------------------------------------------------------
@@ -358,14 +353,17 @@ class ThreadBackend:
 
     @property
     def capacity(self) -> int:
+        """I/O tasks that may be handed to the threads at once."""
         return self.max_workers
 
     def submit(
         self, serial: int, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Future[Any]:
+        """Run ``func(*args, **kwargs)`` on a thread, reporting under ``serial``."""
         return self._executor.submit(self._run, serial, func, args, kwargs)
 
     def request_cancel(self, serial: int) -> None:
+        """Ask the I/O task ``serial`` to stop at its next ``report_progress``."""
         self._cancelled.add(serial)
 
     def _send(self, event: worker.Event) -> None:
@@ -383,7 +381,10 @@ class ThreadBackend:
         worker._local.context = context
         try:
             done = worker.run_task(
-                serial, lambda: (func, args, kwargs), context, pickle_result=False,
+                serial,
+                lambda: (func, args, kwargs),
+                context,
+                encode=None,
                 capture_warnings=False,
             )
         finally:
@@ -392,4 +393,5 @@ class ThreadBackend:
         self._send(done)
 
     def shutdown(self, wait: bool = True) -> None:
+        """Cancel queued I/O tasks; running threads finish on their own."""
         self._executor.shutdown(wait=wait, cancel_futures=True)

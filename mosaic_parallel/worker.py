@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -20,10 +19,12 @@ from typing import Any
 
 import cloudpickle
 
+from . import transfer
+
 __all__ = [
+    "OUTPUT_TAIL_CHARS",
     "TaskCancelled",
     "report_progress",
-    "OUTPUT_TAIL_CHARS",
 ]
 
 #: Events a task sends to its manager, as plain tuples (picklable, Qt-free):
@@ -245,11 +246,12 @@ def run_task(
     load: Callable[[], tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]],
     context: _TaskContext,
     *,
-    pickle_result: bool,
+    encode: Callable[[Any], Any] | None,
     capture_warnings: bool = True,
 ) -> Event:
     """Run one task and return its ``done`` event; it never raises.
 
+    ``encode`` turns the result into what is sent back (``None``: the object itself).
     ``capture_warnings`` is for worker processes only: ``warnings.catch_warnings`` changes
     process-wide state, so I/O threads in the GUI process leave warnings alone.
     """
@@ -257,16 +259,16 @@ def run_task(
     caught: list[warnings.WarningMessage] = []
     try:
         if capture_warnings:
-            with warnings.catch_warnings(record=True) as caught:  # type: ignore[assignment]
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 func, args, kwargs = load()
                 result = func(*args, **kwargs)
         else:
             func, args, kwargs = load()
             result = func(*args, **kwargs)
-        if pickle_result:
+        if encode is not None:
             try:
-                data: Any = cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                data: Any = encode(result)
             except Exception as exc:
                 raise ResultNotPicklable(
                     f"the result of type {type(result).__qualname__} could not be pickled "
@@ -277,7 +279,7 @@ def run_task(
         kind = "ok"
     except TaskCancelled:
         kind, data = "cancelled", None
-    except BaseException as exc:  # noqa: BLE001 - a task's failure is data, not our crash
+    except BaseException as exc:
         kind, data = "error", describe_exception(exc)
     context.flush()
     return ("done", serial, kind, data, _fold_warnings(caught), time.perf_counter() - start)
@@ -361,11 +363,16 @@ def run_chunk(items: Sequence[tuple[int, bytes]]) -> None:
     """Run tasks one after another in this pool process, reporting each on the channel."""
     global _process_context
     pid = os.getpid()
+    # A task's "done" waits to travel with the next task's "started": one message a task.
+    # "started" itself is never held back, so a crash is always blamed on the right task.
+    pending: list[Event] = []
     for serial, payload in items:
         if _is_cancelled(serial):
-            _send(("done", serial, "cancelled", None, [], 0.0))
+            pending.append(("done", serial, "cancelled", None, [], 0.0))
             continue
-        _send(("started", serial, pid))
+        pending.append(("started", serial, pid))
+        _send_all(pending)
+        pending = []
         context = _TaskContext(serial, _send, _is_cancelled)
         _process_context = context
 
@@ -378,7 +385,16 @@ def run_chunk(items: Sequence[tuple[int, bytes]]) -> None:
                 ) from exc
 
         try:
-            done = run_task(serial, load, context, pickle_result=True)
+            done = run_task(serial, load, context, encode=transfer.encode)
         finally:
             _process_context = None
-        _send(done)
+        pending.append(done)
+    _send_all(pending)
+
+
+def _send_all(events: list[Event]) -> None:
+    """Send events in one message: a list when there are several."""
+    if len(events) == 1:
+        _send(events[0])
+    elif events:
+        _WorkerState.channel.put(events)

@@ -83,13 +83,19 @@ def thread_limits():
     import numpy  # noqa: F401  (loaded after the limits are set)
     from threadpoolctl import threadpool_info
 
-    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {
+        k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     return env, [info["num_threads"] for info in threadpool_info()]
 
 
 def qt_modules():
     report_progress(0.5, "checking")
-    return sorted(m for m in sys.modules if m.split(".")[0] in {"PyQt6", "PySide6", "PyQt5", "PySide2", "qtpy", "shiboken6"})
+    return sorted(
+        m
+        for m in sys.modules
+        if m.split(".")[0] in {"PyQt6", "PySide6", "PyQt5", "PySide2", "qtpy", "shiboken6"}
+    )
 
 
 def exit_after(seconds, code=1):
@@ -147,3 +153,14 @@ def _explode():
 
 def identity(x):
     return x
+
+
+def big_array(megabytes):
+    import numpy as np
+
+    data = np.arange(megabytes * 2**20 // 8, dtype=np.float64)
+    return {"array": data, "small": np.arange(5), "label": "big"}
+
+
+def niceness():
+    return os.nice(0)

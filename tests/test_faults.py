@@ -85,9 +85,14 @@ def test_cancel_running_task_that_never_reports_terminates_its_worker(make_manag
     manager = make_manager(cancel_grace=0.3)
     rec = record(manager)
     called = []
-    stuck = manager.submit_task("stuck", _tasks.sleep_then, lambda r: called.append(r), args=(60, "x"))
+    stuck = manager.submit_task(
+        "stuck", _tasks.sleep_then, lambda r: called.append(r), args=(60, "x")
+    )
     other = manager.submit_task("other", _tasks.sleep_then, args=(1.0, "other"))
-    qtbot.waitUntil(lambda: "task_started" in rec.names(stuck) and "task_started" in rec.names(other), timeout=30000)
+    qtbot.waitUntil(
+        lambda: "task_started" in rec.names(stuck) and "task_started" in rec.names(other),
+        timeout=30000,
+    )
     assert manager.cancel_task(stuck) is True
     rec.wait(qtbot, stuck, other, timeout=60)
     assert [e[0] for e in rec.terminal(stuck)] == ["task_cancelled"]
@@ -100,7 +105,8 @@ def test_cancel_batch(make_manager, record, qtbot):
     manager = make_manager(cancel_grace=0.3)
     rec = record(manager)
     batch = manager.submit_task_batch(
-        [{"name": f"s{i}", "func": _tasks.sleep_then, "args": (30,)} for i in range(5)], max_concurrent=2
+        [{"name": f"s{i}", "func": _tasks.sleep_then, "args": (30,)} for i in range(5)],
+        max_concurrent=2,
     )
     keep = manager.submit_task("keep", _tasks.add, args=(1, 2))
     ids = [t for t in manager.task_info if manager.task_info[t]["batch_id"] == batch]
@@ -116,7 +122,9 @@ def test_timeout_fails_the_task_and_replaces_its_worker(manager, record, qtbot):
     rec = record(manager)
     slow = manager.submit_task("slow", _tasks.sleep_then, args=(60,), timeout=0.5)
     fine = manager.submit_task("fine", _tasks.sleep_then, args=(1.0, "fine"), timeout=30)
-    batch = manager.submit_task_batch([{"name": "b", "func": _tasks.sleep_then, "args": (60,), "timeout": 0.4}])
+    batch = manager.submit_task_batch(
+        [{"name": "b", "func": _tasks.sleep_then, "args": (60,), "timeout": 0.4}]
+    )
     (in_batch,) = [t for t in manager.task_info if manager.task_info[t]["batch_id"] == batch]
     rec.wait(qtbot, slow, fine, in_batch, timeout=60)
     assert "timed out after 0.5 s" in rec.error(slow)

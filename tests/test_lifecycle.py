@@ -25,7 +25,8 @@ def wait_all(manager, ids, seconds=60):
     app = QCoreApplication.instance()
     clock = QElapsedTimer(); clock.start()
     def check():
-        done = all(manager.task_info[t]["status"] in ("completed", "failed", "cancelled") for t in ids)
+        ends = ("completed", "failed", "cancelled")
+        done = all(manager.task_info[t]["status"] in ends for t in ids)
         if done or clock.elapsed() > seconds * 1000:
             app.quit()
         else:
@@ -35,55 +36,84 @@ def wait_all(manager, ids, seconds=60):
 """
 
 
-def run_script(tmp_path, body: str, *, name: str = "script.py", timeout: float = 90, stdin: str | None = None,
-               args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def run_script(
+    tmp_path,
+    body: str,
+    *,
+    name: str = "script.py",
+    timeout: float = 90,
+    stdin: str | None = None,
+    args: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / name
     path.write_text(textwrap.dedent(body))
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     return subprocess.run(
-        [sys.executable, *args, str(path)] if not args or args[-1] != "-" else [sys.executable, *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env,
+        [sys.executable, *args, str(path)]
+        if not args or args[-1] != "-"
+        else [sys.executable, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        env=env,
     )
 
 
 def test_import_is_qt_free_and_manager_needs_nothing_else_first(tmp_path):
-    proc = run_script(tmp_path, PRELUDE + """
+    proc = run_script(
+        tmp_path,
+        PRELUDE
+        + """
 import mosaic_parallel
 qt = [m for m in sys.modules if m.split(".")[0] in ("PyQt6", "PySide6", "qtpy")]
 print("qt after import:", qt)
 from qtpy.QtCore import QCoreApplication
 app = QCoreApplication([])
 manager = mosaic_parallel.BackgroundTaskManager(max_workers=1)
-""" + WAIT + """
+"""
+        + WAIT
+        + """
 tid = manager.submit_task("t", lambda: 40 + 2)
 wait_all(manager, [tid])
 print("result:", manager.task_info[tid]["status"])
 manager.shutdown()
-""")
+""",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "qt after import: []" in proc.stdout
     assert "result: completed" in proc.stdout
 
 
 def test_manager_without_qt_application_raises_clear_error(tmp_path):
-    proc = run_script(tmp_path, PRELUDE + """
+    proc = run_script(
+        tmp_path,
+        PRELUDE
+        + """
 from mosaic_parallel import BackgroundTaskManager
 try:
     BackgroundTaskManager()
 except RuntimeError as exc:
     print("error:", exc)
-""")
+""",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "error:" in proc.stdout and "QCoreApplication" in proc.stdout
 
 
 def test_singleton_and_module_level_functions(tmp_path):
-    proc = run_script(tmp_path, PRELUDE + """
+    proc = run_script(
+        tmp_path,
+        PRELUDE
+        + """
 from qtpy.QtCore import QCoreApplication
 app = QCoreApplication([])
 import mosaic_parallel as mp
 from mosaic_parallel import BackgroundTaskManager, submit_task, submit_task_batch, submit_io_task
-""" + WAIT + """
+"""
+        + WAIT
+        + """
 manager = BackgroundTaskManager.instance()
 assert manager is BackgroundTaskManager.instance()
 results = {}
@@ -92,26 +122,33 @@ def power(base, exponent=1):
     return base ** exponent
 a = submit_task("power", power, lambda r: results.__setitem__("a", r), 3, exponent=4)
 b = submit_io_task("io", lambda x: x * 2, lambda r: results.__setitem__("b", r), 21)
-batch = submit_task_batch([{"name": "p", "func": power, "args": (2,), "kwargs": {"exponent": 10}}], max_concurrent=1)
+spec = {"name": "p", "func": power, "args": (2,), "kwargs": {"exponent": 10}}
+batch = submit_task_batch([spec], max_concurrent=1)
 c = [t for t in manager.task_info if manager.task_info[t]["batch_id"] == batch][0]
 wait_all(manager, [a, b, c])
 print(json.dumps([results.get("a"), results.get("b"), manager.task_info[c]["status"]]))
 manager._shutdown()
 assert BackgroundTaskManager.instance() is not manager
 BackgroundTaskManager.instance().shutdown()
-""")
+""",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [81, 42, "completed"]
 
 
 def test_functions_and_classes_from_main_script_without_guard(tmp_path):
     # No `if __name__ == "__main__":` guard: the workers must not run this script.
-    proc = run_script(tmp_path, PRELUDE + """
+    proc = run_script(
+        tmp_path,
+        PRELUDE
+        + """
 print("main ran", flush=True)
 from qtpy.QtCore import QCoreApplication
 app = QCoreApplication([])
 from mosaic_parallel import BackgroundTaskManager
-""" + WAIT + """
+"""
+        + WAIT
+        + """
 class Point:
     def __init__(self, x):
         self.x = x
@@ -122,14 +159,17 @@ ids = [manager.submit_task(f"shift {i}", shift, args=(Point(i), 10)) for i in ra
 wait_all(manager, ids)
 print("statuses", [manager.task_info[t]["status"] for t in ids])
 manager.shutdown()
-""")
+""",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("main ran") == 1
     assert "statuses ['completed', 'completed', 'completed']" in proc.stdout
 
 
 def test_function_typed_into_an_interactive_session(tmp_path):
-    session = textwrap.dedent(PRELUDE + """
+    session = textwrap.dedent(
+        PRELUDE
+        + """
 from qtpy.QtCore import QCoreApplication
 app = QCoreApplication([])
 from mosaic_parallel import BackgroundTaskManager
@@ -143,17 +183,29 @@ tid = manager.submit_task("typed", typed_here, args=(3,))
 app.exec()
 print("interactive result", got)
 manager.shutdown()
-""")
+"""
+    )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([sys.executable, "-i"], input=session, capture_output=True, text=True,
-                          timeout=90, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-i"],
+        input=session,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env=env,
+    )
     assert "interactive result [33]" in proc.stdout, proc.stderr
 
 
 def _pids_gone(pids: list[int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        alive = [
+            p
+            for p in pids
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
         if not alive:
             return True
         time.sleep(0.1)
@@ -187,12 +239,18 @@ QTimer.singleShot(0, report)
     ],
 )
 def test_no_child_process_survives_quitting(tmp_path, finish):
-    proc = run_script(tmp_path, PRELUDE + f"FINISH = {finish}\n" + LONG_TASKS + """
+    proc = run_script(
+        tmp_path,
+        PRELUDE
+        + f"FINISH = {finish}\n"
+        + LONG_TASKS
+        + """
 app.exec()
 print("loop left", flush=True)
-""")
+""",
+    )
     assert proc.returncode == 0, proc.stderr
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("children")][0]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("children"))
     kids = json.loads(line.split(" ", 1)[1])
     assert len(kids) >= 2
     assert _pids_gone(kids, timeout=5), "worker or helper processes outlived the GUI process"
@@ -200,9 +258,13 @@ print("loop left", flush=True)
 
 def test_workers_exit_when_the_gui_process_is_killed(tmp_path):
     script = tmp_path / "victim.py"
-    script.write_text(textwrap.dedent(PRELUDE + "FINISH = lambda: None\n" + LONG_TASKS + "app.exec()\n"))
+    script.write_text(
+        textwrap.dedent(PRELUDE + "FINISH = lambda: None\n" + LONG_TASKS + "app.exec()\n")
+    )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         line = ""
         deadline = time.monotonic() + 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 
@@ -14,7 +15,9 @@ def test_result_reaches_completed_then_callback(manager, record, qtbot):
     rec = record(manager)
     seen = []
     manager.task_completed.connect(lambda tid, name, result: seen.append(("signal", result)))
-    task = manager.submit_task("add", _tasks.add, lambda r: seen.append(("callback", r)), args=(2,), kwargs={"b": 3})
+    task = manager.submit_task(
+        "add", _tasks.add, lambda r: seen.append(("callback", r)), args=(2,), kwargs={"b": 3}
+    )
     rec.wait(qtbot, task)
     assert rec.result(task) == 5
     assert seen == [("signal", 5), ("callback", 5)]
@@ -213,7 +216,13 @@ def test_every_task_gets_signals_in_order_and_one_terminal(manager, record, qtbo
     cancelled = manager.submit_task("to cancel", _tasks.sleep_then, args=(5,))
     assert manager.cancel_task(cancelled)
     rec.wait(qtbot, *ids, cancelled)
-    order = {"task_queued": 0, "task_started": 1, "task_progress": 2, "task_message": 2, "task_output": 2}
+    order = {
+        "task_queued": 0,
+        "task_started": 1,
+        "task_progress": 2,
+        "task_message": 2,
+        "task_output": 2,
+    }
     for task in ids:
         names = rec.names(task)
         terminal = [n for n in names if n in TERMINAL_SIGNALS]
@@ -231,7 +240,7 @@ def test_running_tasks_is_emitted_on_change_only(manager, record, qtbot):
     counts = rec.counts()
     assert counts and counts[-1] == 0
     assert min(counts) >= 0 and max(counts) <= 2
-    assert all(a != b for a, b in zip(counts, counts[1:]))
+    assert all(a != b for a, b in itertools.pairwise(counts))
     before = len(rec.log)
     qtbot.wait(300)  # idle: nothing is emitted
     assert len(rec.log) == before
@@ -276,7 +285,9 @@ def test_bad_input_is_refused_clearly_and_loses_nothing(manager, record, qtbot):
     with pytest.raises(TypeError, match="callable"):
         manager.submit_task("not callable", 42)
     with pytest.raises(ValueError, match="max_concurrent"):
-        manager.submit_task_batch([{"name": "a", "func": _tasks.add, "args": (1,)}], max_concurrent=0)
+        manager.submit_task_batch(
+            [{"name": "a", "func": _tasks.add, "args": (1,)}], max_concurrent=0
+        )
     with pytest.raises(TypeError, match="no 'func'"):
         manager.submit_task_batch([{"name": "a", "func": _tasks.add, "args": (1,)}, {"name": "b"}])
     with pytest.raises(TypeError, match="unknown keys"):
@@ -307,4 +318,23 @@ def test_shutdown_cancels_unfinished_tasks_and_stops_workers(make_manager, recor
     manager.shutdown(wait=True)
     assert all(rec.terminal(t)[0][0] == "task_cancelled" for t in ids)
     assert rec.counts()[-1] == 0
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p
+        for p in pids
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+def test_workers_run_at_lower_priority(make_manager, record, qtbot):
+    import os
+
+    default = make_manager()
+    unchanged = make_manager(worker_nice=0)
+    rec_default, rec_unchanged = record(default), record(unchanged)
+    a = default.submit_task("nice", _tasks.niceness)
+    b = unchanged.submit_task("nice", _tasks.niceness)
+    rec_default.wait(qtbot, a)
+    rec_unchanged.wait(qtbot, b)
+    ours = os.nice(0)
+    assert rec_default.result(a) == min(ours + 10, 19)
+    assert rec_unchanged.result(b) == ours

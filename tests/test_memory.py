@@ -10,14 +10,18 @@ from qtpy.QtCore import QTimer
 
 
 def _run_batch(manager, rec, qtbot, count):
-    batch = manager.submit_task_batch([{"name": "tiny", "func": _tasks.add, "args": (i,)} for i in range(count)])
+    batch = manager.submit_task_batch(
+        [{"name": "tiny", "func": _tasks.add, "args": (i,)} for i in range(count)]
+    )
     qtbot.waitUntil(
-        lambda: all(
-            info["status"] == "completed"
-            for info in (manager.task_info[t] for t in manager.task_info)
-            if info["batch_id"] == batch
-        )
-        and sum(1 for e in rec.log if e[0] == "task_completed") >= count,
+        lambda: (
+            all(
+                info["status"] == "completed"
+                for info in (manager.task_info[t] for t in manager.task_info)
+                if info["batch_id"] == batch
+            )
+            and sum(1 for e in rec.log if e[0] == "task_completed") >= count
+        ),
         timeout=300_000,
     )
     rec.log.clear()

@@ -1,5 +1,7 @@
-"""Any order of events: a hypothesis state machine interleaves submit, cancel, crash,
-timeout, batch limits and shutdown, and checks the invariants after every step."""
+"""Any order of events: a hypothesis state machine checks the manager's invariants.
+
+It interleaves submit, cancel, crash, timeout, batch limits and shutdown.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +62,9 @@ class ManagerMachine(RuleBasedStateMachine):
     @precondition(open)
     @rule()
     def submit_timeout(self):
-        self.ids.append(self.manager.submit_task("hang", _tasks.sleep_then, args=(30,), timeout=0.15))
+        self.ids.append(
+            self.manager.submit_task("hang", _tasks.sleep_then, args=(30,), timeout=0.15)
+        )
 
     @precondition(open)
     @rule()
@@ -74,7 +78,9 @@ class ManagerMachine(RuleBasedStateMachine):
             [{"name": f"b{i}", "func": _tasks.sleep_then, "args": (0.05, i)} for i in range(size)],
             max_concurrent=limit,
         )
-        self.ids.extend(t for t in self.manager.task_info if self.manager.task_info[t]["batch_id"] == batch)
+        self.ids.extend(
+            t for t in self.manager.task_info if self.manager.task_info[t]["batch_id"] == batch
+        )
 
     @precondition(lambda self: self.open() and self.ids)
     @rule(data=st.data())
