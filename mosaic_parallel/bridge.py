@@ -555,6 +555,10 @@ class BackgroundTaskManager(QObject):
         ids = [t.task_id for t in self._tasks.values() if t.batch_id == batch_id]
         return sum(self.cancel_task(task_id) for task_id in ids)
 
+    def batch_task_ids(self, batch_id: str) -> list[str]:
+        """Ids of the tasks of a batch that the manager still knows, in submission order."""
+        return [t.task_id for t in self._tasks.values() if t.batch_id == batch_id]
+
     def get_task_output(self, task_id: str) -> dict[str, str]:
         """The captured ``{"stdout": ..., "stderr": ...}`` of a task.
 
