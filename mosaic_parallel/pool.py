@@ -22,10 +22,12 @@ goes to a fresh generation, so a crash never stops the manager.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.sharedctypes
 import os
+import queue
 import sys
 import threading
 import types
@@ -245,6 +247,12 @@ class ProcessBackend:
         self._generations: dict[int, _Generation] = {}
         self._next_number = IO_GENERATION + 1
         self._closed = False
+        # executor.submit writes to a pipe, may spawn a worker, and waits for the GIL that
+        # the reader and manager threads hold: a thread of its own keeps that off the GUI.
+        self._to_submit: queue.SimpleQueue[tuple[_Generation, list[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._submitter: threading.Thread | None = None
 
     # capacity ---------------------------------------------------------------
     @property
@@ -274,28 +282,46 @@ class ProcessBackend:
         """Start a generation's workers ahead of the first task; returns its number."""
         gen = self._generation()
         for _ in range(self.max_workers):
-            self._submit_to(gen, [])
+            self._enqueue(gen, [])
         return gen.number
 
     def submit(self, items: Sequence[tuple[int, bytes]]) -> int:
-        """Send a chunk of ``(serial, payload)`` to a worker; returns the generation number."""
-        for _ in range(3):
-            gen = self._generation()
-            if self._submit_to(gen, list(items)):
-                return gen.number
-        raise RuntimeError("could not start worker processes")
+        """Send a chunk of ``(serial, payload)`` to a worker; returns the generation number.
 
-    def _submit_to(self, gen: _Generation, items: list[tuple[int, bytes]]) -> bool:
-        try:
-            future = gen.executor.submit(worker.run_chunk, items)
-        except (BrokenProcessPool, RuntimeError):
-            self._break(gen)
-            return False
+        The chunk is handed to the executor by the submitter thread. Should that generation
+        have broken meanwhile, the chunk's tasks are settled when it closes, like any other
+        task of a broken generation.
+        """
+        gen = self._generation()
+        self._enqueue(gen, list(items))
+        return gen.number
+
+    def _enqueue(self, gen: _Generation, items: list[tuple[int, bytes]]) -> None:
         with self._lock:
             gen.in_flight += 1
-        serials = [serial for serial, _ in items]
-        future.add_done_callback(lambda f: self._chunk_done(gen, serials, f))
-        return True
+            if self._submitter is None:
+                self._submitter = threading.Thread(
+                    target=self._submit_loop, name="mosaic-parallel-submit", daemon=True
+                )
+                self._submitter.start()
+        self._to_submit.put((gen, items))
+
+    def _submit_loop(self) -> None:
+        while (job := self._to_submit.get()) is not None:
+            gen, items = job
+            if self._closed:  # shut down: nothing more starts
+                continue
+            serials = [serial for serial, _ in items]
+            try:
+                future = gen.executor.submit(worker.run_chunk, items)
+            except (BrokenProcessPool, RuntimeError) as exc:
+                with self._lock:
+                    gen.in_flight -= 1
+                self._break(gen)
+                if serials:
+                    self.post(("chunk_done", gen.number, serials, BrokenProcessPool(str(exc))))
+                continue
+            future.add_done_callback(functools.partial(self._chunk_done, gen, serials))
 
     def _chunk_done(self, gen: _Generation, serials: list[int], future: Future[Any]) -> None:
         with self._lock:
@@ -355,6 +381,10 @@ class ProcessBackend:
             self._closed = True
             self._current = None
             generations = list(self._generations.values())
+            submitter, self._submitter = self._submitter, None
+        if submitter is not None:  # let a submission under way finish, so its workers are known
+            self._to_submit.put(None)
+            submitter.join(10)
         threads = [gen.retire(kill=True) for gen in generations if not gen.retiring]
         for gen in generations:
             gen.kill_all()
