@@ -320,6 +320,10 @@ class BackgroundTaskManager(QObject):
         self._deadline_timer = QTimer(self)
         self._deadline_timer.setSingleShot(True)
         self._deadline_timer.timeout.connect(self._check_deadlines)
+        self._continue_timer = QTimer(self)
+        self._continue_timer.setSingleShot(True)
+        self._continue_timer.setInterval(0)
+        self._continue_timer.timeout.connect(self._drain)
         self._safety_timer = QTimer(self)
         self._safety_timer.setInterval(_SAFETY_POLL_MS)
         self._safety_timer.timeout.connect(self._drain)
@@ -645,22 +649,36 @@ class BackgroundTaskManager(QObject):
 
     @Slot()
     def _drain(self) -> None:
-        self._wake_pending = False
+        """Handle the inbox for one time slice, dispatch queued tasks, and re-arm timers.
+
+        While a drain runs or is scheduled, ``_wake_pending`` stays up, so other threads do
+        not post wake-ups. When there is more to do, the drain goes on from a zero-time
+        timer rather than a posted event: Qt delivers posted events before timers, so a
+        stream of them would starve the application's own timers.
+        """
+        self._wake_pending = True
         deadline = time.perf_counter() + _TICK_BUDGET
         inbox = self._inbox
+        more = False
         while inbox:
             self._handle(inbox.popleft())
             if inbox and time.perf_counter() > deadline:
-                self._request_drain()  # let the event loop breathe, then go on
+                more = True
                 break
         if not self._shut_down:
-            self._dispatch(deadline)
+            more = self._dispatch(deadline) or more
             busy = self._running or self._io_in_flight or self._processes.in_flight()
             if busy and not self._safety_timer.isActive():
                 self._safety_timer.start()
             elif not busy and self._safety_timer.isActive():
                 self._safety_timer.stop()
             self._arm_deadlines()
+        if not more:
+            self._wake_pending = False
+            more = bool(inbox)  # added before the flag went down: nobody will wake us for it
+        if more:
+            self._wake_pending = True
+            self._continue_timer.start()
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -786,8 +804,11 @@ class BackgroundTaskManager(QObject):
         self._lanes[False].setdefault(task.batch_id, collections.deque()).appendleft(task)
 
     # ------------------------------------------------------------------ dispatch
-    def _dispatch(self, deadline: float) -> None:
-        """Hand queued tasks to the backends while they have room and the tick has time."""
+    def _dispatch(self, deadline: float) -> bool:
+        """Hand queued tasks to the backends while they have room and the tick has time.
+
+        Returns whether it stopped for lack of time, with room left.
+        """
         lanes = self._lanes[True]
         while lanes and self._io_in_flight < self._threads.capacity:
             task = self._next_ready(lanes)
@@ -821,8 +842,8 @@ class BackgroundTaskManager(QObject):
             for serial, _ in chunk:
                 self._by_serial[serial].generation = generation
             if time.perf_counter() > deadline:
-                self._request_drain()
-                break
+                return bool(lanes)
+        return False
 
     def _io_future_done(self, serial: int, future: Any) -> None:
         """Thread-pool callback: only a future that did not run the task needs a word."""
