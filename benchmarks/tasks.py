@@ -21,7 +21,7 @@ def warm_up(modules: tuple[str, ...] = ()) -> None:
 
     for name in modules:
         importlib.import_module(name)
-    time.sleep(0.05)
+    time.sleep(0.5)  # long enough for a worker still booting to take the next one
 
 
 def stamp() -> float:
