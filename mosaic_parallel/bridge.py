@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
+import math
 import os
 import signal
 import threading
@@ -45,6 +46,7 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 OUTPUT_LIMIT = 1_000_000
 _TICK_BUDGET = 0.004  # seconds of signal work per event-loop turn
 _SAFETY_POLL_MS = 1000
+_MAX_TIMER_SECONDS = 86_400.0  # deadlines further away are checked again after a day
 
 
 def _warn_about_broken_binding() -> None:
@@ -451,7 +453,15 @@ class BackgroundTaskManager(QObject):
                 raise TypeError(f"task {i} of the batch has unknown keys: {sorted(unknown)}")
             if "func" not in spec:
                 raise TypeError(f"task {i} of the batch has no 'func'")
-            self._check_callable(spec["func"], spec.get("callback"))
+            try:
+                self._check_task(
+                    spec["func"], spec.get("callback"), spec.get("args", ()), spec.get("kwargs")
+                )
+                _seconds_or_none(spec.get("timeout"))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"task {i} of the batch: {exc}") from None
+        if batch_id is not None and not isinstance(batch_id, str):
+            raise TypeError(f"batch_id must be a string or None, not {type(batch_id).__name__}")
         batch_id = batch_id or f"batch-{uuid.uuid4().hex[:12]}"
         batch = self._batches.get(batch_id)
         if batch is None:
@@ -460,7 +470,7 @@ class BackgroundTaskManager(QObject):
             batch.max_concurrent = max_concurrent
         for i, spec in enumerate(tasks):
             self._add(
-                str(spec.get("name", f"task {i + 1}")),
+                str(spec.get("name", f"task {i}")),
                 spec["func"],
                 spec.get("callback"),
                 batch_id,
@@ -472,11 +482,16 @@ class BackgroundTaskManager(QObject):
         return batch_id
 
     @staticmethod
-    def _check_callable(func: Any, callback: Any) -> None:
+    def _check_task(func: Any, callback: Any, args: Any, kwargs: Any) -> None:
+        """Refuse, with a clear message, what cannot be a task."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, not {type(callback).__name__}")
+        if isinstance(args, (str, bytes)) or not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple or list, not {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
 
     def _add(
         self,
@@ -492,11 +507,10 @@ class BackgroundTaskManager(QObject):
     ) -> _Task:
         if self._shut_down:
             raise RuntimeError("this BackgroundTaskManager has been shut down")
-        self._check_callable(func, callback)
-        if kwargs is not None and not isinstance(kwargs, Mapping):
-            raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
+        self._check_task(func, callback, args, kwargs)
+        if batch_id is not None and not isinstance(batch_id, str):
+            raise TypeError(f"batch_id must be a string or None, not {type(batch_id).__name__}")
+        timeout = _seconds_or_none(timeout)
         serial = next(self._serials)
         task = _Task(
             serial=serial,
@@ -729,7 +743,9 @@ class BackgroundTaskManager(QObject):
                 self._avg_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
             if task.status in TERMINAL:
                 return
-            if outcome == "ok":
+            if task.cancel_requested:  # it ended before it saw the cancellation: still cancelled
+                self._finish(task, CANCELLED)
+            elif outcome == "ok":
                 self._complete(task, data, caught)
             elif outcome == "error":
                 self._fail(task, data, caught)
@@ -924,7 +940,8 @@ class BackgroundTaskManager(QObject):
         if not deadlines:
             self._deadline_timer.stop()
             return
-        wait_ms = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+        wait = min(min(deadlines) - time.monotonic(), _MAX_TIMER_SECONDS)  # a QTimer takes int32 ms
+        wait_ms = max(0, int(wait * 1000) + 1)
         self._deadline_timer.start(wait_ms)
 
     @Slot()
@@ -1004,6 +1021,19 @@ class BackgroundTaskManager(QObject):
         del self._tasks[task_id]
         if task.generation is None:  # still occupying a worker: keep its serial until it returns
             self._by_serial.pop(task.serial, None)
+
+
+def _seconds_or_none(timeout: Any) -> float | None:
+    """A task's timeout as positive seconds; ``None`` and infinity mean no limit."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
+        )
+    if not timeout > 0:  # also NaN
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
+    return None if math.isinf(timeout) else float(timeout)
 
 
 def _dropped(*args: Any, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ started the worker, and offers :func:`report_progress` to the task's own code.
 from __future__ import annotations
 
 import io
+import math
 import os
 import signal
 import sys
@@ -208,25 +209,33 @@ def report_progress(
     ctx = _current_context()
     if ctx is None:
         return
-    cur = int(current) if current is not None else 0
-    tot = int(total) if total is not None else 0
-    fraction: float | None
+    cur, tot = _count(current), _count(total)
+    fraction: float | None = None
     if progress is not None:
         fraction = float(progress)
-    elif current is not None and total:
+    elif cur is not None and tot:
         fraction = cur / tot
-    else:
-        fraction = None
+    if fraction is not None and math.isnan(fraction):
+        fraction = None  # unknown, like a count that is NaN
     if fraction is not None:
         fraction = min(max(fraction, 0.0), 1.0)
-    ctx.progress(fraction, None if message is None else str(message), cur, tot)
+    ctx.progress(fraction, None if message is None else str(message), cur or 0, tot or 0)
+
+
+def _count(value: float | None) -> int | None:
+    """A step count as an int; ``None`` when it is missing or not finite (NaN, infinity)."""
+    if value is None:
+        return None
+    number = float(value)
+    return int(number) if math.isfinite(number) else None
 
 
 # --------------------------------------------------------------------------- running
 def describe_exception(exc: BaseException) -> str:
     """``Type: message`` followed by the traceback, as text that needs no unpickling."""
     try:
-        head = f"{type(exc).__qualname__}: {exc}"
+        text = str(exc)
+        head = f"{type(exc).__qualname__}: {text}" if text else type(exc).__qualname__
     except Exception:  # an exception whose __str__ raises
         head = f"{type(exc).__qualname__}: <message could not be shown>"
     body = "".join(traceback.format_exception(exc))

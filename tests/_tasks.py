@@ -164,3 +164,14 @@ def big_array(megabytes):
 
 def niceness():
     return os.nice(0)
+
+
+def odd_progress():
+    report_progress(current=float("nan"), total=10, message="odd")
+    report_progress(progress=float("nan"))
+    report_progress(current=1, total=float("inf"))
+    return "fine"
+
+
+def raise_bare():
+    raise KeyError

@@ -167,3 +167,18 @@ def test_bad_objects_fail_their_own_task(manager, record, qtbot, func, args, exp
     assert expected in rec.error(bad)
     assert rec.result(running) == "ok"
     assert [rec.result(t) for t in queued] == [0, 2, 4]
+
+
+def test_cancelled_running_task_that_finishes_anyway_is_still_cancelled(
+    make_manager, record, qtbot
+):
+    manager = make_manager(cancel_grace=30)  # long grace: the task ends on its own first
+    rec = record(manager)
+    called = []
+    task = manager.submit_task("sleeper", _tasks.sleep_then, called.append, args=(1.0, "slept"))
+    qtbot.waitUntil(lambda: "task_started" in rec.names(task), timeout=30_000)
+    assert manager.cancel_task(task) is True
+    rec.wait(qtbot, task)
+    qtbot.wait(100)
+    assert [e[0] for e in rec.terminal(task)] == ["task_cancelled"]
+    assert "task_completed" not in rec.names(task) and not called

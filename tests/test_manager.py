@@ -296,6 +296,17 @@ def test_bad_input_is_refused_clearly_and_loses_nothing(manager, record, qtbot):
         manager.submit_task_batch([{"name": "a", "function": _tasks.add}])
     with pytest.raises(ValueError, match="timeout"):
         manager.submit_task("t", _tasks.add, args=(1,), timeout=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        manager.submit_task("t", _tasks.add, args=(1,), timeout=float("nan"))
+    with pytest.raises(TypeError, match="timeout"):
+        manager.submit_task("t", _tasks.add, args=(1,), timeout="5")
+    with pytest.raises(TypeError, match="args"):
+        manager.submit_task("t", _tasks.add, args=0.1)
+    with pytest.raises(TypeError, match="batch_id"):
+        manager.submit_io_task("io", _tasks.add, None, 0.2)  # a stray positional argument
+    good = {"name": "ok", "func": _tasks.add, "args": (1,)}
+    with pytest.raises(TypeError, match="task 2 of the batch: args"):
+        manager.submit_task_batch([good, good, {"name": "b", "func": _tasks.add, "args": 0.1}])
     assert len(manager.task_info) == 0  # nothing half-submitted
     task = manager.submit_task("fine", _tasks.add, args=(1, 1))
     rec.wait(qtbot, task)
@@ -340,3 +351,26 @@ def test_workers_run_at_lower_priority(make_manager, record, qtbot):
     ours = os.nice(0)
     assert rec_default.result(a) == min(ours + 10, 19)
     assert rec_unchanged.result(b) == ours
+
+
+def test_timeout_of_infinity_or_years_means_no_limit(manager, record, qtbot):
+    rec = record(manager)
+    a = manager.submit_task("inf", _tasks.sleep_then, args=(0.2, "a"), timeout=float("inf"))
+    b = manager.submit_task("years", _tasks.sleep_then, args=(0.2, "b"), timeout=1e12)
+    rec.wait(qtbot, a, b)
+    assert (rec.result(a), rec.result(b)) == ("a", "b")
+
+
+def test_progress_with_nan_counts_does_not_fail_the_task(manager, record, qtbot):
+    rec = record(manager)
+    task = manager.submit_task("nan", _tasks.odd_progress)
+    rec.wait(qtbot, task)
+    assert rec.result(task) == "fine"
+    assert [e[3] for e in rec.of(task) if e[0] == "task_message"] == ["odd"]
+
+
+def test_empty_exception_message_has_no_trailing_colon(manager, record, qtbot):
+    rec = record(manager)
+    task = manager.submit_task("bare", _tasks.raise_bare)
+    rec.wait(qtbot, task)
+    assert rec.error(task).startswith("KeyError\n")
