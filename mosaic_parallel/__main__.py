@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["build_parser", "main"]
 
@@ -101,12 +103,27 @@ def _demo(args: argparse.Namespace) -> int:
         options["target_faces"] = args.target_faces
     meshes = args.meshes or [str(bundled_mesh_path())]
     if args.headless or not _has_display():
+        problem = _unwritable(Path(args.out))
+        if problem:
+            print(f"--out {args.out}: {problem}", file=sys.stderr)
+            return 2
         from .demo.headless import run_headless
 
         return run_headless(meshes, args.out, args.workers, operations, options)
     from .demo.window import run_window
 
     return run_window(meshes, args.workers, operations, options)
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why results cannot be written into ``folder`` (created if missing), or ``None``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

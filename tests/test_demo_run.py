@@ -175,3 +175,20 @@ def test_cli_without_a_display_runs_headless(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "o" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("out", ["/proc/no-such-folder", "existing-file"])
+def test_cli_refuses_an_out_folder_it_cannot_write(tmp_path, out):
+    if out == "existing-file":
+        target = tmp_path / "a-file"
+        target.write_text("not a folder")
+        out = str(target)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mosaic_parallel", "demo", "--headless", "--out", out],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+    )
+    assert proc.returncode == 2
+    assert "--out" in proc.stderr and "cannot write" in proc.stderr

@@ -6,6 +6,7 @@ The manager reports through Qt signals, so this still runs a Qt event loop (a
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -125,15 +126,31 @@ def run_headless(
     run = DemoRun(manager, paths, operations, options, out_dir, max_concurrent=workers)
     loop = QEventLoop()
     run.finished.connect(loop.quit)
+    # Ctrl-C: the handler only takes note (it may interrupt any Python code, the manager's
+    # included); a timer, which also lets Python run at all while Qt waits, acts on it.
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+
+    def check_interrupt() -> None:
+        if interrupted:
+            run.cancel()
+            loop.quit()
+
+    watch = QTimer()
+    watch.timeout.connect(check_interrupt)
+    watch.start(100)
     try:
         with progress:
             QTimer.singleShot(0, run.start)
             loop.exec()
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        run.cancel()
     finally:
+        watch.stop()
+        signal.signal(signal.SIGINT, previous)
         manager.shutdown(wait=True)
     del app
+    if interrupted:
+        console.print("[red]interrupted: unfinished tasks were cancelled[/red]")
+        return 130
     console.print(results_table(run))
     out = Path(out_dir)
     console.print(
@@ -142,6 +159,9 @@ def run_headless(
         + f" and {sum(1 for r in run.records.values() if r['status'] == 'completed')} "
         f"processed mesh(es) in {out / 'meshes'}"
     )
+    if run.output_error:
+        console.print(f"[red]{run.output_error}[/red]")
+        return 1
     if run.contact_sheet_error:
         console.print(f"[red]contact sheet failed: {run.contact_sheet_error}[/red]")
     failed = [r for r in run.records.values() if r["status"] != "completed"]

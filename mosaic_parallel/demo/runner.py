@@ -116,6 +116,7 @@ class DemoRun(QObject):
         }
         self.contact_sheet: bytes | None = None
         self.contact_sheet_error: str | None = None
+        self.output_error: str | None = None
         self.is_finished = False
         self._task_keys: dict[str, str] = {}  # task id -> mesh key ("" for the sheet)
         manager.task_failed.connect(self._on_failed)
@@ -253,7 +254,10 @@ class DemoRun(QObject):
             except (RuntimeError, TypeError):
                 pass
         if self.out_dir is not None:
-            self.write_outputs(self.out_dir)
+            try:
+                self.write_outputs(self.out_dir)
+            except OSError as exc:  # the run is over all the same: say so, do not hang
+                self.output_error = f"could not write to {self.out_dir}: {exc}"
         self.finished.emit(self.records)
 
     # ------------------------------------------------------------------ results
