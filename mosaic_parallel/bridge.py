@@ -617,6 +617,7 @@ class BackgroundTaskManager(QObject):
             lanes.clear()
         self._deadline_timer.stop()
         self._safety_timer.stop()
+        self._continue_timer.stop()
         self._stop_backends(wait)
         _live_managers.discard(self)
         app = QCoreApplication.instance()
@@ -649,17 +650,16 @@ class BackgroundTaskManager(QObject):
     def _post(self, item: tuple[Any, ...]) -> None:
         """Called from any thread: queue ``item`` and wake the GUI thread."""
         self._inbox.append(item)
+        self._request_drain()
+
+    def _request_drain(self) -> None:
+        """Make sure a drain will run: post a wake-up unless one is pending or running."""
         if not self._wake_pending:
             self._wake_pending = True
             try:
                 self._wake.emit()
             except RuntimeError:  # the QObject is gone (interpreter exit)
                 pass
-
-    def _request_drain(self) -> None:
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._wake.emit()
 
     @Slot()
     def _drain(self) -> None:
@@ -743,14 +743,13 @@ class BackgroundTaskManager(QObject):
                 self._avg_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
             if task.status in TERMINAL:
                 return
-            if task.cancel_requested:  # it ended before it saw the cancellation: still cancelled
+            # A task that ends before it sees its cancellation is cancelled all the same.
+            if task.cancel_requested or outcome == "cancelled":
                 self._finish(task, CANCELLED)
             elif outcome == "ok":
                 self._complete(task, data, caught)
-            elif outcome == "error":
-                self._fail(task, data, caught)
             else:
-                self._finish(task, CANCELLED)
+                self._fail(task, data, caught)
 
     def _on_chunk_done(self, generation: int, serials: list[int], error: Any) -> None:
         if error is None or isinstance(error, BrokenProcessPool):
@@ -838,7 +837,7 @@ class BackgroundTaskManager(QObject):
         while lanes and self._processes.in_flight() < self._processes.capacity:
             chunk: list[tuple[int, bytes]] = []
             size = self._chunk_size()
-            while len(chunk) < size:
+            while len(chunk) < size:  # a task that fails to pickle makes room for the next
                 task = self._next_ready(lanes)
                 if task is None:
                     break

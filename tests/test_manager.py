@@ -374,3 +374,13 @@ def test_empty_exception_message_has_no_trailing_colon(manager, record, qtbot):
     task = manager.submit_task("bare", _tasks.raise_bare)
     rec.wait(qtbot, task)
     assert rec.error(task).startswith("KeyError\n")
+
+
+def test_unpicklable_task_alone_does_not_stall_the_queue(make_manager, record, qtbot):
+    manager = make_manager(max_workers=1)
+    rec = record(manager)
+    bad = manager.submit_task("bad", _tasks.identity, args=(threading.Lock(),))
+    good = manager.submit_task("good", _tasks.add, args=(2, 2))
+    rec.wait(qtbot, bad, good)
+    assert "lock" in rec.error(bad)
+    assert rec.result(good) == 4
