@@ -26,12 +26,11 @@ import functools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.sharedctypes
+import multiprocessing.spawn
 import os
 import queue
-import sys
 import threading
-import types
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
@@ -47,30 +46,36 @@ _CANCEL_SLOTS = 256
 
 
 # --------------------------------------------------------------------------- spawn
-_main_lock = threading.Lock()
+_spawning = threading.local()  # set while this thread spawns one of our workers
+_stdlib_preparation_data = multiprocessing.spawn.get_preparation_data
 
 
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Hide ``__main__`` while a worker is spawned, so the worker never runs the main script.
+def _preparation_data(name: str) -> dict[str, Any]:
+    """What a spawned child is told to prepare; for our workers, never the main script.
 
-    Tasks defined in ``__main__`` travel by value (cloudpickle), so workers do not need it.
+    Spawn normally makes the child import ``__main__`` again (as ``__mp_main__``), which
+    runs a GUI script without an ``if __name__ == "__main__":`` guard a second time. Tasks
+    defined in ``__main__`` travel by value (cloudpickle), so our workers need none of it.
+    Other spawns in the process are left as they are: the flag is per thread.
     """
-    with _main_lock:
-        main = sys.modules.get("__main__")
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            yield
-        finally:
-            if main is not None:
-                sys.modules["__main__"] = main
+    data: dict[str, Any] = _stdlib_preparation_data(name)
+    if getattr(_spawning, "worker", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+multiprocessing.spawn.get_preparation_data = _preparation_data
 
 
 class _SpawnProcess(multiprocessing.context.SpawnProcess):
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
-        with _main_module_hidden():
+        _spawning.worker = True
+        try:
             return multiprocessing.context.SpawnProcess._Popen(process_obj)
+        finally:
+            _spawning.worker = False
 
 
 class _SpawnContext(multiprocessing.context.SpawnContext):
