@@ -12,13 +12,17 @@ from . import common, tasks
 from .result import metric
 
 SETTINGS = {
-    "full": {"tasks": 8, "seconds": 0.3, "repeats": 3, "workers": [1, 2]},
+    "full": {"tasks": 8, "seconds": 0.3, "repeats": 5, "workers": [1, 2]},
     "smoke": {"tasks": 4, "seconds": 0.02, "repeats": 1, "workers": [1, 2]},
 }
 
 
-def _manager_run(jobs: list[tuple[Any, tuple[Any, ...]]], workers: int, io: bool) -> float:
-    manager = common.manager_class()(max_workers=workers, io_workers=workers, start_workers=True)
+def _manager_run(
+    jobs: list[tuple[Any, tuple[Any, ...]]], workers: int, io: bool, **options: Any
+) -> float:
+    manager = common.manager_class()(
+        max_workers=workers, io_workers=workers, start_workers=True, **options
+    )
     finished = [0]
     failures: list[str] = []
     manager.task_completed.connect(lambda *a: finished.__setitem__(0, finished[0] + 1))
@@ -66,6 +70,7 @@ WARM_MODULES = ("numpy", "scipy.sparse")
 
 CONTENDERS: dict[str, Any] = {
     "mosaic_parallel (process)": lambda jobs, n: _manager_run(jobs, n, io=False),
+    "mosaic_parallel, worker_nice=0": lambda jobs, n: _manager_run(jobs, n, False, worker_nice=0),
     "thread-pool manager (submit_io_task)": lambda jobs, n: _manager_run(jobs, n, io=True),
     "ProcessPoolExecutor": lambda jobs, n: _executor_run(common.process_pool, jobs, n),
     "loky": lambda jobs, n: _executor_run(_loky, jobs, n),
