@@ -6,14 +6,17 @@ plain tuples, from any thread; the Qt bridge turns those into signals on the GUI
 
 Data flow of the process backend (one *generation* is one executor and its channel)::
 
-    GUI thread                     executor                    worker process
-    ----------                     --------                    --------------
-    submit(chunk) ---------------> call queue ---------------> run_chunk(items)
-                                                                  |  started / progress /
-    post(("event", gen, ev)) <---- reader thread <--- channel <---+  output / done events
-    post(("chunk_done", ...)) <--- future done callback (executor's manager thread)
-    post(("gen_closed", ...)) <--- retire thread, once a broken or retired generation's
-                                   workers have all exited and its channel is drained
+    GUI thread            submitter thread     executor            worker process
+    ----------            ----------------     --------            --------------
+    submit(chunk) -queue-> executor.submit ---> call queue -------> run_chunk(items)
+                                                                      |  started / progress /
+    post(("event", gen, ev)) <------ reader thread <---- channel <----+  output / done events
+    post(("chunk_done", ...)) <----- future done callback (executor's manager thread)
+    post(("gen_closed", ...)) <----- retire thread, once a broken or retired generation's
+                                     workers have all exited and its channel is drained
+
+A result's large buffers skip the channel: the worker puts them in shared memory and the
+reader thread maps them (``transfer``).
 
 When a worker dies, the executor breaks; the generation is retired and the next chunk
 goes to a fresh generation, so a crash never stops the manager.
@@ -346,13 +349,6 @@ class ProcessBackend:
             if self._current is gen:
                 self._current = None
         gen.retire(kill=False)
-
-    def retire_current(self) -> None:
-        """Let the current generation finish its chunks and close; new chunks get a new one."""
-        with self._lock:
-            gen, self._current = self._current, None
-        if gen is not None and not gen.retiring:
-            gen.retire(kill=False)
 
     def forget(self, number: int) -> None:
         """Drop a closed generation."""
