@@ -42,6 +42,23 @@ def _child(key: str, size: str, path: Path) -> None:
 
 
 def _run_one(key: str, size: str) -> dict[str, Any]:
+    """Run one benchmark in a fresh process; a process killed by a signal is run once more.
+
+    The contenders include third-party pools (loky, pebble, raw executors) in the same
+    process, so a crash there is reported in the result (``crashed_first``) and retried
+    rather than failing the whole run; Python's faulthandler prints where it happened.
+    """
+    first = _run_once(key, size)
+    if first.get("signal") is None:
+        return first
+    print(f"[bench] {key}: died by signal {first['signal']}; running it again", flush=True)
+    print(first["error"][-3000:], file=sys.stderr, flush=True)
+    result = _run_once(key, size)
+    result["crashed_first"] = f"the first attempt died by signal {first['signal']}"
+    return result
+
+
+def _run_once(key: str, size: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{key}.json"
         command = [
@@ -55,7 +72,11 @@ def _run_one(key: str, size: str) -> dict[str, Any]:
             "--json",
             str(path),
         ]
-        env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+        env = dict(
+            os.environ,
+            QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+            PYTHONFAULTHANDLER="1",
+        )
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
@@ -73,6 +94,7 @@ def _run_one(key: str, size: str) -> dict[str, Any]:
             return {
                 "key": key,
                 "error": f"exit status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr}",
+                "signal": -proc.returncode if proc.returncode < 0 else None,
                 "metrics": [],
             }
         result = json.loads(path.read_text())

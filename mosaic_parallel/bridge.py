@@ -11,7 +11,6 @@ while the manager is idle.
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import math
 import os
@@ -20,7 +19,6 @@ import threading
 import time
 import uuid
 import warnings
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -163,7 +161,9 @@ class _TaskInfo(Mapping[str, dict[str, Any]]):
         return len(self._tasks)
 
 
-_live_managers: weakref.WeakSet[BackgroundTaskManager] = weakref.WeakSet()
+# Managers not yet shut down. Held strongly: a manager dropped while its backends' threads
+# still hold its ``_post`` would be destroyed on one of those threads, which Qt forbids.
+_live_managers: set[BackgroundTaskManager] = set()
 
 
 def _stop_all_at_exit() -> None:
@@ -618,6 +618,9 @@ class BackgroundTaskManager(QObject):
         self._deadline_timer.stop()
         self._safety_timer.stop()
         self._continue_timer.stop()
+        # From now on nothing in another thread reaches this object, so that its last
+        # reference, and with it the C++ QObject and its timers, goes on the GUI thread.
+        self._processes.post = self._threads.post = _ignore
         self._stop_backends(wait)
         _live_managers.discard(self)
         app = QCoreApplication.instance()
@@ -831,8 +834,7 @@ class BackgroundTaskManager(QObject):
                 break
             self._io_in_flight += 1
             task.generation = pool.IO_GENERATION
-            future = self._threads.submit(task.serial, task.func, task.args, task.kwargs)
-            future.add_done_callback(functools.partial(self._io_future_done, task.serial))
+            self._threads.submit(task.serial, task.func, task.args, task.kwargs)
         lanes = self._lanes[False]
         while lanes and self._processes.in_flight() < self._processes.capacity:
             chunk: list[tuple[int, bytes]] = []
@@ -859,12 +861,6 @@ class BackgroundTaskManager(QObject):
             if time.perf_counter() > deadline:
                 return bool(lanes)
         return False
-
-    def _io_future_done(self, serial: int, future: Any) -> None:
-        """Thread-pool callback: only a future that did not run the task needs a word."""
-        error = RuntimeError("cancelled at shutdown") if future.cancelled() else future.exception()
-        if error is not None:
-            self._post(("chunk_done", pool.IO_GENERATION, [serial], error))
 
     def _next_ready(
         self, lanes: collections.OrderedDict[str | None, collections.deque[_Task]]
@@ -1033,6 +1029,10 @@ def _seconds_or_none(timeout: Any) -> float | None:
     if not timeout > 0:  # also NaN
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
     return None if math.isinf(timeout) else float(timeout)
+
+
+def _ignore(item: tuple[Any, ...]) -> None:
+    """What backends report to after shutdown."""
 
 
 def _dropped(*args: Any, **kwargs: Any) -> None:

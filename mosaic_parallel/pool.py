@@ -134,7 +134,6 @@ class _Generation:
         self.reader.start()
 
     def _read(self) -> None:
-        post = self.backend.post
         while True:
             try:
                 event = self.channel.get()
@@ -145,9 +144,9 @@ class _Generation:
             for one in event if isinstance(event, list) else (event,):
                 if one[0] == "done":
                     one = transfer.rebuild_done(one)
-                post(("event", self.number, one))
+                self.backend.post(("event", self.number, one))
         exitcodes = {pid: p.exitcode for pid, p in list(self.processes.items())}
-        post(("gen_closed", self.number, exitcodes))
+        self.backend.post(("gen_closed", self.number, exitcodes))
 
     def retire(self, kill: bool) -> threading.Thread:
         """Stop this generation in the background; ``gen_closed`` is posted at the end."""
@@ -190,6 +189,8 @@ class Backend(Protocol):
 
     #: Replace a worker after this many messages; chunks of tiny tasks are off when set.
     max_tasks_per_child: int | None
+    #: Where events go; the bridge swaps in a no-op at shutdown.
+    post: Post
 
     @property
     def capacity(self) -> int:
@@ -416,7 +417,15 @@ class ThreadBackend:
         self, serial: int, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Future[Any]:
         """Run ``func(*args, **kwargs)`` on a thread, reporting under ``serial``."""
-        return self._executor.submit(self._run, serial, func, args, kwargs)
+        future = self._executor.submit(self._run, serial, func, args, kwargs)
+        future.add_done_callback(functools.partial(self._future_done, serial))
+        return future
+
+    def _future_done(self, serial: int, future: Future[Any]) -> None:
+        """Only a future that did not run the task needs a word (``_run`` reports the rest)."""
+        error = RuntimeError("cancelled at shutdown") if future.cancelled() else future.exception()
+        if error is not None:
+            self.post(("chunk_done", IO_GENERATION, [serial], error))
 
     def request_cancel(self, serial: int) -> None:
         """Ask the I/O task ``serial`` to stop at its next ``report_progress``."""
