@@ -28,6 +28,7 @@ import cloudpickle
 from qtpy.QtCore import QCoreApplication, QObject, Qt, QTimer, Signal, Slot
 
 from . import pool
+from .worker import OutputTail
 
 __all__ = ["BackgroundTaskManager"]
 
@@ -66,27 +67,6 @@ def _usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _Tail:
-    """The last ``limit`` characters written to one stream."""
-
-    __slots__ = ("limit", "parts", "size")
-
-    def __init__(self, limit: int) -> None:
-        self.parts: list[str] = []
-        self.size = 0
-        self.limit = limit
-
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-        self.size += len(text)
-        if self.size > 2 * self.limit:
-            self.parts = [self.text()]
-            self.size = len(self.parts[0])  # at most limit: the tail is bounded by 2 * limit
-
-    def text(self) -> str:
-        return "".join(self.parts)[-self.limit :]
-
-
 @dataclass(eq=False)
 class _Task:
     serial: int
@@ -114,12 +94,12 @@ class _Task:
     deadline: float | None = None  # monotonic; timeout or end of the cancel grace period
     kill_reason: str | None = None
     cancel_requested: bool = False
-    stdout: _Tail = field(init=False)
-    stderr: _Tail = field(init=False)
+    stdout: OutputTail = field(init=False)
+    stderr: OutputTail = field(init=False)
 
     def __post_init__(self) -> None:
-        self.stdout = _Tail(self.output_limit)
-        self.stderr = _Tail(self.output_limit)
+        self.stdout = OutputTail(self.output_limit)
+        self.stderr = OutputTail(self.output_limit)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -59,35 +59,9 @@ _CAPACITY_CHECK_INTERVAL = 5.0
 
 
 # --------------------------------------------------------------------------- worker side
-class _RoutedStream:
-    """``sys.stdout``/``sys.stderr`` of a Dask worker, routed by thread.
-
-    Text written by a task thread goes to that task, anything else to the stream that was
-    there before (the worker's own).
-    """
-
-    def __init__(self, name: str, fallback: Any) -> None:
-        self._name = name
-        self._fallback = fallback
-
-    def write(self, text: str) -> int:
-        ctx = getattr(worker._local, "context", None)
-        if ctx is None:
-            return int(self._fallback.write(text) or 0)
-        ctx.write(self._name, str(text))
-        return len(text)
-
-    def writelines(self, lines: Sequence[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if getattr(worker._local, "context", None) is None:
-            with contextlib.suppress(Exception):
-                self._fallback.flush()
-
-    def __getattr__(self, attr: str) -> Any:  # fileno, encoding, isatty, ...
-        return getattr(self._fallback, attr)
+def _thread_context() -> worker._TaskContext | None:
+    """The context of the task running on this thread of a Dask worker, if any."""
+    return getattr(worker._local, "context", None)
 
 
 _warn_local = threading.local()
@@ -134,10 +108,10 @@ def _install_routing() -> None:
     with _install_lock:
         if _installed:
             return
-        if not isinstance(sys.stdout, _RoutedStream):
-            sys.stdout = _RoutedStream("stdout", sys.stdout)  # type: ignore[assignment,unused-ignore]
-        if not isinstance(sys.stderr, _RoutedStream):
-            sys.stderr = _RoutedStream("stderr", sys.stderr)  # type: ignore[assignment,unused-ignore]
+        if not isinstance(sys.stdout, worker.CapturedStream):
+            sys.stdout = worker.CapturedStream("stdout", sys.stdout, _thread_context)  # type: ignore[assignment,unused-ignore]
+        if not isinstance(sys.stderr, worker.CapturedStream):
+            sys.stderr = worker.CapturedStream("stderr", sys.stderr, _thread_context)  # type: ignore[assignment,unused-ignore]
         _original_showwarning = warnings.showwarning
         warnings.showwarning = _route_warning
         # Like the local pool: every warning is reported, not only its first occurrence.

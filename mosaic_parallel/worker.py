@@ -6,7 +6,7 @@ started the worker, and offers :func:`report_progress` to the task's own code.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import math
 import os
 import signal
@@ -64,6 +64,44 @@ class TaskCancelled(BaseException):
     """
 
 
+class OutputTail:
+    """The last ``limit`` characters of a stream of text.
+
+    Older text is dropped in bulk once twice the limit is held, so a write costs O(1)
+    however much a task prints; ``dropped`` counts what went.
+    """
+
+    __slots__ = ("dropped", "limit", "parts", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        """Append ``text``."""
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > 2 * self.limit:
+            joined = "".join(self.parts)
+            self.dropped += len(joined) - self.limit
+            self.parts = [joined[-self.limit :]]
+            self.size = self.limit
+
+    def text(self) -> str:
+        """The last ``limit`` characters."""
+        return "".join(self.parts)[-self.limit :]
+
+    def take(self) -> str:
+        """The text kept, preceded by a note of what was dropped; the buffer is emptied."""
+        joined = "".join(self.parts)
+        kept = joined[-self.limit :]
+        dropped = self.dropped + len(joined) - len(kept)
+        self.parts, self.size, self.dropped = [], 0, 0
+        return f"[... {dropped} characters dropped ...]\n{kept}" if dropped else kept
+
+
 class _TaskContext:
     """What a running task needs to report: its serial, a sender and a cancellation check."""
 
@@ -76,9 +114,10 @@ class _TaskContext:
         self._last_check = 0.0
         self._last_output = 0.0
         self._pending_progress: tuple[float, int, int] | None = None
-        self._output: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._output_size: dict[str, int] = {"stdout": 0, "stderr": 0}
-        self._dropped: dict[str, int] = {"stdout": 0, "stderr": 0}
+        self._output = {
+            "stdout": OutputTail(OUTPUT_TAIL_CHARS),
+            "stderr": OutputTail(OUTPUT_TAIL_CHARS),
+        }
 
     # progress ---------------------------------------------------------------
     def progress(
@@ -114,30 +153,21 @@ class _TaskContext:
     # output -----------------------------------------------------------------
     def write(self, stream: str, text: str) -> None:
         with self._lock:
-            self._output[stream].append(text)
-            self._output_size[stream] += len(text)
-            if self._output_size[stream] > 2 * OUTPUT_TAIL_CHARS:  # trim with slack: O(1) a write
-                joined = "".join(self._output[stream])
-                self._dropped[stream] += len(joined) - OUTPUT_TAIL_CHARS
-                self._output[stream] = [joined[-OUTPUT_TAIL_CHARS:]]
-                self._output_size[stream] = OUTPUT_TAIL_CHARS
+            tail = self._output[stream]
+            tail.add(text)
             # Big writes go out early, but at most once per flush interval: a task that
             # prints faster than that keeps only the tail (the watch thread flushes it).
             if (
-                self._output_size[stream] >= _OUTPUT_FLUSH_CHARS
+                tail.size >= _OUTPUT_FLUSH_CHARS
                 and time.monotonic() - self._last_output >= _FLUSH_INTERVAL
             ):
                 self._flush_output_locked(stream)
 
     def _flush_output_locked(self, stream: str) -> None:
-        if not self._output_size[stream]:
+        tail = self._output[stream]
+        if not tail.size:
             return
-        text = "".join(self._output[stream])
-        if self._dropped[stream]:
-            text = f"[... {self._dropped[stream]} characters dropped ...]\n" + text
-            self._dropped[stream] = 0
-        self._output[stream] = []
-        self._output_size[stream] = 0
+        text = tail.take()
         self._last_output = time.monotonic()
         self._send(("output", self.serial, stream, text))
 
@@ -149,25 +179,46 @@ class _TaskContext:
             self._flush_output_locked("stderr")
 
 
-class _CapturedStream(io.TextIOBase):
-    """A text stream that hands what is written to the current task's context."""
+class CapturedStream:
+    """``sys.stdout`` or ``sys.stderr`` of a worker: what a task writes goes to its context.
 
-    def __init__(self, name: str, fallback: Any) -> None:
+    Text written outside a task goes to ``fallback``, the stream that was there before, which
+    also answers everything else asked of the stream (``fileno``, ``encoding``, ...).
+    ``context`` finds the writing task's context (default: this thread's, else this pool
+    process's task).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fallback: Any,
+        context: Callable[[], _TaskContext | None] | None = None,
+    ) -> None:
         self._name = name
         self._fallback = fallback
+        self._context = context or _current_context
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        ctx = _current_context()
+        ctx = self._context()
         if ctx is None:
-            return self._fallback.write(text) if self._fallback is not None else len(text)
+            return int(self._fallback.write(text) or 0) if self._fallback is not None else len(text)
         ctx.write(self._name, str(text))
         return len(text)
 
+    def writelines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
-        pass
+        if self._context() is None and self._fallback is not None:
+            with contextlib.suppress(Exception):
+                self._fallback.flush()
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._fallback, attr)
 
 
 _local = threading.local()
@@ -334,8 +385,8 @@ def init_worker(channel: Any, cancel_flags: Any, parent_pid: int, nice: int) -> 
             os.nice(nice)
         except OSError:
             pass
-    sys.stdout = _CapturedStream("stdout", sys.__stdout__)
-    sys.stderr = _CapturedStream("stderr", sys.__stderr__)
+    sys.stdout = CapturedStream("stdout", sys.__stdout__)
+    sys.stderr = CapturedStream("stderr", sys.__stderr__)
     threading.Thread(
         target=_watch, args=(parent_pid,), name="mosaic-parallel-watch", daemon=True
     ).start()
